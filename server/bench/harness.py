@@ -60,8 +60,7 @@ def measure(run_once: RunOnce, runs: int) -> Stats:
 
 def discover() -> dict[str, Workload]:
     """Every workload defined by a module of this package, by name."""
-    import server.bench as package
-
+    package = importlib.import_module("server.bench")
     found: dict[str, Workload] = {}
     for info in pkgutil.iter_modules(package.__path__):
         if info.name in {"harness", "__main__"}:
