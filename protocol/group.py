@@ -1,0 +1,399 @@
+"""The ristretto255 group (RFC 9496) through libsodium: the only module that touches rbcl.
+
+Elements and scalars are plain 32-byte strings (canonical encodings; scalars
+little-endian and below the group order L), so they cross module and wire
+boundaries without conversion. Every operation runs in libsodium, which is
+constant time; no curve arithmetic happens in Python.
+
+We call the libsodium that rbcl loads directly rather than through rbcl's
+wrappers: the wrappers discard libsodium's return codes (``add`` of an invalid
+encoding silently yields garbage) and cost about a microsecond per call, which
+matters for the cheap scalar operations. Each call allocates its own output
+buffer (batch helpers reuse one per batch): ctypes releases the GIL while
+libsodium runs, so shared module-level buffers would race between threads.
+
+Errors: a bad element is something a peer sent (:class:`RemoteProtocolError`,
+whose message says what is wrong); a bad scalar is an argument we were handed
+(:class:`InputError`), except through :func:`validate_scalar`, which is for
+scalars read off the wire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hmac
+import importlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+import rbcl
+
+from protocol.errors import InputError, LocalProtocolError, RemoteProtocolError
+from protocol.xmd import UNIFORM_SIZE, XmdSha512
+
+# rbcl writes its bundled libsodium to a fresh temporary file on every import and
+# never deletes it (about 2.7 MB left in /tmp per process). The library is mapped
+# by now, and on Linux the mapping stays valid after the file is unlinked.
+with contextlib.suppress(OSError):
+    os.unlink(importlib.import_module("rbcl._sodium").lib_path)
+
+ELEMENT_SIZE = 32
+SCALAR_SIZE = 32
+ORDER = 2**252 + 27742317777372353535851937790883648493
+"""L, the prime order of ristretto255."""
+
+IDENTITY = bytes(ELEMENT_SIZE)
+"""The canonical encoding of the identity element (never valid from a peer)."""
+
+GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+"""The canonical encoding of ristretto255's generator (RFC 9496 section 4.4)."""
+
+RandomBytes = Callable[[int], bytes]
+"""A source of randomness: ``rng(n)`` returns ``n`` uniformly random bytes."""
+
+_ZERO_SCALAR = bytes(SCALAR_SIZE)
+_RANDOM_SCALAR_ATTEMPTS = 4  # a zero reduction has probability 2**-252 per attempt
+
+_lib: ctypes.CDLL = rbcl._sodium
+_Buffer = ctypes.c_char * ELEMENT_SIZE
+_is_valid_point = _lib.crypto_core_ristretto255_is_valid_point
+_from_hash = _lib.crypto_core_ristretto255_from_hash
+_point_add = _lib.crypto_core_ristretto255_add
+_point_sub = _lib.crypto_core_ristretto255_sub
+_mult = _lib.crypto_scalarmult_ristretto255
+_mult_base = _lib.crypto_scalarmult_ristretto255_base
+_reduce = _lib.crypto_core_ristretto255_scalar_reduce
+_invert = _lib.crypto_core_ristretto255_scalar_invert
+_scalar_mul = _lib.crypto_core_ristretto255_scalar_mul
+_scalar_add = _lib.crypto_core_ristretto255_scalar_add
+_scalar_sub = _lib.crypto_core_ristretto255_scalar_sub
+_scalar_negate = _lib.crypto_core_ristretto255_scalar_negate
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def validate_element(data: bytes, what: str = "group element") -> bytes:
+    """``data`` if it is a canonical, non-identity ristretto255 encoding, else raise.
+
+    Raises :class:`RemoteProtocolError` whose message says which rule failed:
+    length, canonical encoding, or identity.
+    """
+    if not isinstance(data, bytes) or len(data) != ELEMENT_SIZE:
+        size = len(data) if isinstance(data, bytes | bytearray | memoryview) else "no"
+        raise RemoteProtocolError(f"{what} must be {ELEMENT_SIZE} bytes, got {size}")
+    if data == IDENTITY:
+        raise RemoteProtocolError(f"{what} is the identity element")
+    if _is_valid_point(data) != 1:
+        raise RemoteProtocolError(f"{what} is not a canonical ristretto255 encoding")
+    return data
+
+
+def validate_elements(items: Iterable[bytes], what: str = "group element") -> list[bytes]:
+    """Validate every element; the error names the first bad one by index."""
+    return [validate_element(item, f"{what} {index}") for index, item in enumerate(items)]
+
+
+def validate_scalar(data: bytes, what: str = "scalar") -> bytes:
+    """``data`` if it is a canonical (< L), non-zero scalar read off the wire, else raise.
+
+    Raises :class:`RemoteProtocolError`; for scalars we hold ourselves use
+    :func:`require_scalar`.
+    """
+    problem = _scalar_problem(data, allow_zero=False)
+    if problem:
+        raise RemoteProtocolError(f"{what} {problem}")
+    return data
+
+
+def require_scalar(data: bytes, what: str = "scalar", *, allow_zero: bool = False) -> bytes:
+    """``data`` if it is a canonical scalar handed to us locally (keys, blinds), else InputError."""
+    problem = _scalar_problem(data, allow_zero=allow_zero)
+    if problem:
+        raise InputError(f"{what} {problem}")
+    return data
+
+
+def is_canonical_scalar(data: bytes) -> bool:
+    """Whether ``data`` is 32 bytes encoding an integer below L (zero included).
+
+    Constant time in the value: reducing ``data`` padded to 64 bytes returns it
+    unchanged exactly when it is already reduced.
+    """
+    if not isinstance(data, bytes) or len(data) != SCALAR_SIZE:
+        return False
+    out = _Buffer()
+    _reduce(out, data + _ZERO_SCALAR)
+    return hmac.compare_digest(out.raw, data)
+
+
+def is_zero_scalar(data: bytes) -> bool:
+    """Constant-time test for the zero scalar (scalars may be secret)."""
+    return hmac.compare_digest(data, _ZERO_SCALAR)
+
+
+def _scalar_problem(data: bytes, *, allow_zero: bool) -> str:
+    if not isinstance(data, bytes) or len(data) != SCALAR_SIZE:
+        size = len(data) if isinstance(data, bytes | bytearray | memoryview) else "no"
+        return f"must be {SCALAR_SIZE} bytes, got {size}"
+    if not is_canonical_scalar(data):
+        return "is not canonical (not below the group order)"
+    if not allow_zero and is_zero_scalar(data):
+        return "is zero"
+    return ""
+
+
+def _require_encoding(data: bytes, what: str) -> None:
+    """Length check for elements that may legitimately be the identity."""
+    if not isinstance(data, bytes) or len(data) != ELEMENT_SIZE:
+        raise RemoteProtocolError(f"{what} must be {ELEMENT_SIZE} bytes")
+
+
+def _rejected(element: bytes, what: str) -> RemoteProtocolError:
+    """The precise error for an element libsodium refused to multiply."""
+    try:
+        validate_element(element, what)
+    except RemoteProtocolError as error:
+        return error
+    # A canonical non-identity element times a non-zero scalar below L is never
+    # the identity, so libsodium refusing it means our own invariants broke.
+    raise LocalProtocolError(f"libsodium refused a valid {what}")
+
+
+# --- hashing into the group ------------------------------------------------------
+
+
+def element_from_uniform(uniform: bytes) -> bytes:
+    """RFC 9496 section 4.3.4: the element derived from 64 uniform bytes (may be the identity)."""
+    if not isinstance(uniform, bytes) or len(uniform) != UNIFORM_SIZE:
+        raise InputError(f"element derivation takes {UNIFORM_SIZE} bytes")
+    out = _Buffer()
+    _from_hash(out, uniform)
+    return out.raw
+
+
+def hash_to_group(msg: bytes, dst: bytes) -> bytes:
+    """RFC 9380 ``expand_message_xmd`` (SHA-512, 64 bytes), then ristretto255's one-way map."""
+    return hash_to_group_many([msg], dst)[0]
+
+
+def hash_to_group_many(msgs: Iterable[bytes], dst: bytes) -> list[bytes]:
+    """:func:`hash_to_group` for many messages under one DST.
+
+    The result may in principle be the identity (probability about 2**-252);
+    callers that must refuse it (RFC 9497 ``Blind``/``Evaluate``) check.
+    """
+    expand = XmdSha512(dst).expand
+    out = _Buffer()
+    result = []
+    for msg in msgs:
+        _from_hash(out, expand(msg))
+        result.append(out.raw)
+    return result
+
+
+def hash_to_scalar(msg: bytes, dst: bytes) -> bytes:
+    """``expand_message_xmd`` (SHA-512, 64 bytes) read little-endian and reduced mod L."""
+    return hash_to_scalar_many([msg], dst)[0]
+
+
+def hash_to_scalar_many(msgs: Iterable[bytes], dst: bytes) -> list[bytes]:
+    """:func:`hash_to_scalar` for many messages under one DST (may yield zero; callers check)."""
+    expand = XmdSha512(dst).expand
+    out = _Buffer()
+    result = []
+    for msg in msgs:
+        _reduce(out, expand(msg))
+        result.append(out.raw)
+    return result
+
+
+def random_scalar(rng: RandomBytes) -> bytes:
+    """A uniform non-zero scalar: 64 bytes from ``rng`` reduced mod L (bias below 2**-250)."""
+    out = _Buffer()
+    for _ in range(_RANDOM_SCALAR_ATTEMPTS):
+        data = rng(UNIFORM_SIZE)
+        if not isinstance(data, bytes) or len(data) != UNIFORM_SIZE:
+            raise LocalProtocolError(f"the random source must return {UNIFORM_SIZE} bytes")
+        _reduce(out, data)
+        scalar = out.raw
+        if not is_zero_scalar(scalar):
+            return scalar
+    raise LocalProtocolError("the random source keeps returning multiples of the group order")
+
+
+# --- scalar arithmetic (mod L) ---------------------------------------------------
+
+
+def scalar_add(a: bytes, b: bytes) -> bytes:
+    """(a + b) mod L."""
+    return _scalar_binary(_scalar_add, a, b)
+
+
+def scalar_sub(a: bytes, b: bytes) -> bytes:
+    """(a - b) mod L."""
+    return _scalar_binary(_scalar_sub, a, b)
+
+
+def scalar_mul(a: bytes, b: bytes) -> bytes:
+    """(a * b) mod L."""
+    return _scalar_binary(_scalar_mul, a, b)
+
+
+def scalar_negate(a: bytes) -> bytes:
+    """(-a) mod L."""
+    require_scalar(a, allow_zero=True)
+    out = _Buffer()
+    _scalar_negate(out, a)
+    return out.raw
+
+
+def scalar_invert(a: bytes) -> bytes:
+    """a**-1 mod L; ``a`` must be non-zero."""
+    require_scalar(a)
+    out = _Buffer()
+    _invert(out, a)
+    return out.raw
+
+
+def scalar_invert_many(scalars: Sequence[bytes]) -> list[bytes]:
+    """Invert many non-zero scalars with one inversion (Montgomery's trick).
+
+    One libsodium inversion costs about 40 microseconds and a multiplication
+    about one, so a batch of n costs one inversion and 3(n - 1) multiplications.
+    The sequence of operations does not depend on the values.
+    """
+    for index, scalar in enumerate(scalars):
+        require_scalar(scalar, f"scalar {index}")
+    if not scalars:
+        return []
+    out = _Buffer()
+    prefixes = [scalars[0]]  # prefixes[i] = s_0 * ... * s_i
+    for scalar in scalars[1:]:
+        _scalar_mul(out, prefixes[-1], scalar)
+        prefixes.append(out.raw)
+    _invert(out, prefixes[-1])
+    running = out.raw  # (s_0 * ... * s_i)**-1, walking i down
+    inverses = [b""] * len(scalars)
+    for index in range(len(scalars) - 1, 0, -1):
+        _scalar_mul(out, running, prefixes[index - 1])
+        inverses[index] = out.raw
+        _scalar_mul(out, running, scalars[index])
+        running = out.raw
+    inverses[0] = running
+    return inverses
+
+
+def _scalar_binary(function: Callable[..., object], a: bytes, b: bytes) -> bytes:
+    require_scalar(a, allow_zero=True)
+    require_scalar(b, allow_zero=True)
+    out = _Buffer()
+    function(out, a, b)
+    return out.raw
+
+
+# --- element arithmetic ----------------------------------------------------------
+
+
+def scalar_mult_base(scalar: bytes) -> bytes:
+    """scalar * G for a non-zero canonical scalar."""
+    require_scalar(scalar)
+    out = _Buffer()
+    if _mult_base(out, scalar) != 0:
+        raise LocalProtocolError("libsodium refused a non-zero scalar")
+    return out.raw
+
+
+def scalar_mult(scalar: bytes, element: bytes) -> bytes:
+    """scalar * element; the element must be valid and not the identity."""
+    return scalar_mult_many(scalar, [element])[0]
+
+
+def scalar_mult_many(
+    scalar: bytes, elements: Iterable[bytes], what: str = "group element"
+) -> list[bytes]:
+    """One scalar times each element; an invalid element raises naming its index.
+
+    libsodium decodes each element (rejecting non-canonical encodings) and
+    refuses an identity product, which for a non-zero scalar below L means the
+    element was the identity; so no separate validation pass is needed.
+    """
+    require_scalar(scalar)
+    out = _Buffer()
+    result = []
+    for index, element in enumerate(elements):
+        if not isinstance(element, bytes) or len(element) != ELEMENT_SIZE:
+            raise _rejected(element, f"{what} {index}")
+        if _mult(out, scalar, element) != 0:
+            raise _rejected(element, f"{what} {index}")
+        result.append(out.raw)
+    return result
+
+
+def scalar_mult_pairs(
+    scalars: Sequence[bytes], elements: Sequence[bytes], what: str = "group element"
+) -> list[bytes]:
+    """scalars[i] * elements[i] for each i; errors name the index."""
+    if len(scalars) != len(elements):
+        raise InputError(f"{len(scalars)} scalars for {len(elements)} elements")
+    out = _Buffer()
+    result = []
+    for index, (scalar, element) in enumerate(zip(scalars, elements, strict=True)):
+        require_scalar(scalar, f"scalar {index}")
+        if not isinstance(element, bytes) or len(element) != ELEMENT_SIZE:
+            raise _rejected(element, f"{what} {index}")
+        if _mult(out, scalar, element) != 0:
+            raise _rejected(element, f"{what} {index}")
+        result.append(out.raw)
+    return result
+
+
+def element_add(a: bytes, b: bytes) -> bytes:
+    """a + b. Either input and the result may be the identity (all-zero encoding)."""
+    return _element_binary(_point_add, a, b)
+
+
+def element_sub(a: bytes, b: bytes) -> bytes:
+    """a - b. Either input and the result may be the identity (all-zero encoding)."""
+    return _element_binary(_point_sub, a, b)
+
+
+def _element_binary(function: Callable[..., int], a: bytes, b: bytes) -> bytes:
+    _require_encoding(a, "first group element")
+    _require_encoding(b, "second group element")
+    out = _Buffer()
+    if function(out, a, b) != 0:
+        raise RemoteProtocolError("group element is not a canonical ristretto255 encoding")
+    return out.raw
+
+
+def linear_combination(
+    scalars: Sequence[bytes], elements: Sequence[bytes], what: str = "group element"
+) -> bytes:
+    """sum(scalars[i] * elements[i]); zero scalars, identity elements and results allowed.
+
+    This is the total operation the batched DLEQ proof needs (its composites and
+    commitments may, with negligible probability or by a peer's choice, involve
+    the identity). Terms with a zero scalar or an identity element are skipped,
+    so libsodium refusing a product means the element itself is invalid.
+    Multiples of the generator use libsodium's faster fixed-base routine.
+    """
+    if len(scalars) != len(elements):
+        raise InputError(f"{len(scalars)} scalars for {len(elements)} elements")
+    out = _Buffer()
+    total: bytes | None = None
+    for index, (scalar, element) in enumerate(zip(scalars, elements, strict=True)):
+        require_scalar(scalar, f"scalar {index}", allow_zero=True)
+        _require_encoding(element, f"{what} {index}")
+        if is_zero_scalar(scalar) or element == IDENTITY:
+            continue
+        rc = _mult_base(out, scalar) if element == GENERATOR else _mult(out, scalar, element)
+        if rc != 0:
+            raise _rejected(element, f"{what} {index}")
+        if total is None:
+            total = out.raw
+        else:
+            _point_add(out, total, out.raw)
+            total = out.raw
+    return IDENTITY if total is None else total
