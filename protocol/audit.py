@@ -1,0 +1,244 @@
+"""The audit log's hash chain and signatures, as pure logic.
+
+Each entry is encoded canonically (versioned, fixed-width integers, length
+prefixes, details as canonical JSON), hashed together with the previous entry's
+hash, and the hash is signed with the node's Ed25519 key. Changing any field of
+any entry changes its hash and breaks the link to the next one; dropping or
+swapping entries breaks the sequence numbers; re-signing needs the node's key.
+
+A chain alone cannot reveal that its newest entries were cut off: the shorter
+chain is still valid. The log therefore also keeps a signed *head* (entry count
+and newest hash). Cutting entries means rolling the head back too, which needs
+an earlier copy of the head that someone kept; external anchors (receipts held
+by peers, exported heads) cover that case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from protocol.errors import InputError, VerificationError
+
+ENCODING_VERSION = 1
+HASH_LABEL = b"hexpsi/v1/audit"
+SIGNATURE_LABEL = b"hexpsi/v1/audit-entry-signature"
+HEAD_LABEL = b"hexpsi/v1/audit-head"
+HASH_SIZE = 32
+SIGNATURE_SIZE = 64
+GENESIS_HASH = bytes(HASH_SIZE)
+"""The ``prev_hash`` of entry 1."""
+
+KIND_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+MAX_PEER_BYTES = 255
+MAX_DETAILS_BYTES = 2**32 - 1
+
+
+class ChainBroken(VerificationError):
+    """The chain fails at entry ``seq`` (the first entry that does not verify)."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"audit entry {seq}: {reason}")
+        self.seq = seq
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """One byte string per JSON object: sorted keys, no spaces, ASCII, no NaN."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"audit details must be a JSON object, got {type(value).__name__}")
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"audit details are not plain JSON: {exc}") from None
+    return text.encode("ascii")
+
+
+def _check_canonical_details(details: bytes) -> None:
+    if not isinstance(details, bytes):
+        raise InputError("details must be bytes")
+    try:
+        parsed = json.loads(details)
+    except ValueError:
+        raise InputError("details are not valid JSON") from None
+    if not isinstance(parsed, dict) or canonical_json(parsed) != details:
+        raise InputError("details are not a canonical JSON object")
+
+
+def encode_entry(seq: int, time: float, kind: str, peer: str, details: bytes) -> bytes:
+    """The signed content of an entry, one encoding per entry (version 1).
+
+    ``version u8 | seq u64 | time f64 | kind (u8 len) | peer (u8 len) | details (u32 len)``,
+    all big-endian, strings UTF-8.
+    """
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < 2**64:
+        raise InputError(f"sequence number must be an integer 1..2^64-1, got {seq!r}")
+    if isinstance(time, bool) or not isinstance(time, int | float) or not math.isfinite(time):
+        raise InputError(f"time must be a finite number of Unix seconds, got {time!r}")
+    if not isinstance(kind, str) or not KIND_PATTERN.fullmatch(kind):
+        raise InputError(f"entry kind must match {KIND_PATTERN.pattern}, got {kind!r}")
+    if not isinstance(peer, str):
+        raise InputError(f"peer must be a string, got {type(peer).__name__}")
+    peer_bytes = peer.encode("utf-8")
+    if len(peer_bytes) > MAX_PEER_BYTES:
+        raise InputError(f"peer name is longer than {MAX_PEER_BYTES} bytes")
+    _check_canonical_details(details)
+    if len(details) > MAX_DETAILS_BYTES:
+        raise InputError("details are too large")
+    kind_bytes = kind.encode("ascii")
+    return b"".join(
+        [
+            struct.pack(">BQd", ENCODING_VERSION, seq, float(time)),
+            struct.pack(">B", len(kind_bytes)),
+            kind_bytes,
+            struct.pack(">B", len(peer_bytes)),
+            peer_bytes,
+            struct.pack(">I", len(details)),
+            details,
+        ]
+    )
+
+
+def entry_hash(prev_hash: bytes, encoding: bytes) -> bytes:
+    """``SHA-256(b"hexpsi/v1/audit" || prev_hash || encoding)``."""
+    if len(prev_hash) != HASH_SIZE:
+        raise InputError(f"previous hash must be {HASH_SIZE} bytes, got {len(prev_hash)}")
+    return hashlib.sha256(HASH_LABEL + prev_hash + encoding).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One audit record with its link, hash and signature."""
+
+    seq: int
+    time: float
+    kind: str
+    peer: str
+    details: bytes
+    prev_hash: bytes
+    hash: bytes
+    signature: bytes
+
+    def details_object(self) -> dict[str, Any]:
+        """The details parsed back into a dict."""
+        parsed = json.loads(self.details)
+        if not isinstance(parsed, dict):
+            raise InputError(f"audit entry {self.seq}: details are not a JSON object")
+        return parsed
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view (hashes and signature as hex) for export and display."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "kind": self.kind,
+            "peer": self.peer,
+            "details": self.details_object(),
+            "prev_hash": self.prev_hash.hex(),
+            "hash": self.hash.hex(),
+            "signature": self.signature.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The signed newest position of a log: how many entries and the newest hash."""
+
+    seq: int
+    hash: bytes
+    signature: bytes
+
+
+def _signed_message(digest: bytes) -> bytes:
+    # A label keeps an audit signature from being replayed as a signature over any
+    # other 32-byte value the node signs (transcript hashes, descriptors).
+    return SIGNATURE_LABEL + digest
+
+
+def _head_message(seq: int, digest: bytes) -> bytes:
+    return HEAD_LABEL + struct.pack(">Q", seq) + digest
+
+
+def sign_entry(
+    *,
+    seq: int,
+    time: float,
+    kind: str,
+    peer: str,
+    details: bytes,
+    prev_hash: bytes,
+    signing_key: SigningKey,
+) -> Entry:
+    """Build entry ``seq`` following ``prev_hash``; ``details`` must be canonical JSON."""
+    digest = entry_hash(prev_hash, encode_entry(seq, time, kind, peer, details))
+    signature = signing_key.sign(_signed_message(digest)).signature
+    return Entry(seq, float(time), kind, peer, details, prev_hash, digest, signature)
+
+
+def sign_head(seq: int, digest: bytes, signing_key: SigningKey) -> Head:
+    """Sign the log's newest position (``seq`` 0 with the genesis hash for an empty log)."""
+    if len(digest) != HASH_SIZE:
+        raise InputError(f"head hash must be {HASH_SIZE} bytes")
+    return Head(seq, digest, signing_key.sign(_head_message(seq, digest)).signature)
+
+
+def _verify_entry(entry: Entry, expected_seq: int, prev: bytes, verify_key: VerifyKey) -> None:
+    if entry.seq != expected_seq:
+        if isinstance(entry.seq, int) and entry.seq > expected_seq:
+            raise ChainBroken(expected_seq, f"missing (the next entry found is {entry.seq})")
+        raise ChainBroken(expected_seq, f"out of order (found entry {entry.seq!r} in its place)")
+    if entry.prev_hash != prev:
+        raise ChainBroken(entry.seq, "does not link to the previous entry's hash")
+    try:
+        digest = entry_hash(
+            entry.prev_hash,
+            encode_entry(entry.seq, entry.time, entry.kind, entry.peer, entry.details),
+        )
+    except InputError as exc:
+        raise ChainBroken(entry.seq, f"malformed ({exc.message})") from None
+    if digest != entry.hash:
+        raise ChainBroken(entry.seq, "hash does not match its contents")
+    try:
+        verify_key.verify(_signed_message(digest), bytes(entry.signature))
+    except (BadSignatureError, ValueError, TypeError):
+        raise ChainBroken(entry.seq, "signature does not verify") from None
+
+
+def verify_chain(
+    entries: Iterable[Entry], verify_key: VerifyKey, *, head: Head | None = None
+) -> None:
+    """Check an entire log from entry 1; raise :class:`ChainBroken` at the first bad entry.
+
+    Catches edited fields, broken links, bad signatures, gaps and reordering. With
+    ``head`` (the signed newest position) it also catches entries cut off the end.
+    """
+    prev = GENESIS_HASH
+    last_seq = 0
+    for entry in entries:
+        _verify_entry(entry, last_seq + 1, prev, verify_key)
+        prev = entry.hash
+        last_seq = entry.seq
+    if head is None:
+        return
+    try:
+        verify_key.verify(_head_message(head.seq, bytes(head.hash)), bytes(head.signature))
+    except (BadSignatureError, ValueError, TypeError, struct.error):
+        raise ChainBroken(max(last_seq, 1), "the signed head of the log does not verify") from None
+    if head.seq > last_seq:
+        raise ChainBroken(
+            last_seq + 1, f"missing (the signed head records {head.seq} entries, found {last_seq})"
+        )
+    if head.seq < last_seq:
+        raise ChainBroken(head.seq + 1, "written after the signed head of the log")
+    if head.hash != prev:
+        raise ChainBroken(max(last_seq, 1), "differs from the hash recorded in the signed head")

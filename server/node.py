@@ -1,0 +1,705 @@
+"""A node's directory: configuration, keys, certificate, pinned peers.
+
+Layout (the directory itself is 0700)::
+
+    config.toml      name, listen/advertised address, res, res_min, limits, budget
+    signing.key      Ed25519 seed (32 bytes, 0600): signs descriptors, receipts, audit entries
+    tls.key          ECDSA P-256 key, PKCS#8 PEM (0600)
+    tls.crt          self-signed leaf certificate for this node (PEM)
+    oprf.master      OPRF master secret (32 bytes, 0600): epoch keys are derived from it
+    peers/<name>.json  a pinned peer: its identity, certificate fingerprint, overrides
+    ledger.sqlite3   budgets and session ids (server.ledger)
+    audit.sqlite3    the signed audit log (server.auditlog)
+
+``init_node`` builds the whole directory under a temporary name next to it and
+renames it into place, so an interrupted init leaves nothing half-made. Every
+file is written atomically; secrets are owner-only from their first byte and a
+secret that others can read is refused on load.
+
+Pinning: a peer is trusted as exactly one certificate for exactly one name.
+The gRPC server gets the pinned certificates as its client roots, and the
+caller is then identified by the SHA-256 fingerprint of the certificate it
+presented (:meth:`Node.peer_by_certificate`), never by the name inside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from cryptography import x509
+from nacl.bindings import crypto_core_ed25519_is_valid_point
+from nacl.signing import SigningKey, VerifyKey
+
+from protocol.errors import InputError, LocalProtocolError, Status
+from server import tlscerts
+from server.auditlog import AuditLog
+from server.fsutil import (
+    PRIVATE_DIR_MODE,
+    atomic_write,
+    fsync_directory,
+    make_private_dir,
+    read_bytes,
+    read_secret,
+    write_secret,
+)
+from server.ledger import Ledger
+
+CONFIG_FILE = "config.toml"
+SIGNING_KEY_FILE = "signing.key"
+TLS_KEY_FILE = "tls.key"
+TLS_CERT_FILE = "tls.crt"
+OPRF_MASTER_FILE = "oprf.master"
+PEERS_DIR = "peers"
+LEDGER_FILE = "ledger.sqlite3"
+AUDIT_FILE = "audit.sqlite3"
+
+IDENTITY_VERSION = 1
+PEER_FILE_VERSION = 1
+SEED_SIZE = 32
+OPRF_MASTER_SIZE = 32
+
+NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+"""Node names are single DNS labels: they are the TLS name peers verify."""
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+DEFAULT_RES = 9
+DEFAULT_RES_MIN = 5
+MAX_RES = 15
+
+
+class UnknownPeer(InputError):
+    """No peer of that name (or certificate) is pinned."""
+
+    default_status = Status.NOT_FOUND
+
+
+def check_name(name: object, *, where: str = "", what: str = "name") -> str:
+    """A node name: lowercase letters, digits and inner hyphens, 1..63 characters."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InputError(
+            f"{what} must be 1..63 of a-z, 0-9 and '-' (not first or last), got {name!r}",
+            where=where,
+        )
+    return name
+
+
+def parse_address(text: object, *, where: str = "", what: str = "address") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) into a checked host and port."""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be a string HOST:PORT, got {text!r}", where=where)
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not _is_ip(host, version=6):
+            raise InputError(f"{what} {text!r} is not [IPv6]:PORT", where=where)
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise InputError(f"{what} {text!r} is not HOST:PORT", where=where)
+        if ":" in host:
+            raise InputError(f"{what} {text!r}: write IPv6 hosts as [HOST]:PORT", where=where)
+        if not _is_ip(host, version=4) and not _is_hostname(host):
+            raise InputError(f"{what} {text!r}: {host!r} is not a hostname or IP", where=where)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise InputError(f"{what} {text!r}: port must be 1..65535", where=where)
+    return host, int(port_text)
+
+
+def _is_ip(host: str, *, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == version
+    except ValueError:
+        return False
+
+
+def _is_hostname(host: str) -> bool:
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-request and per-peer resource limits the server enforces."""
+
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_query_tokens: int = 4096
+    max_sessions_per_peer: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Default allowance per peer and window (a peer file may override area and window)."""
+
+    km2_per_window: float = 1000.0
+    window_hours: float = 24.0
+    mutual_checks_per_window: int = 12
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_hours * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """The contents of ``config.toml``, validated."""
+
+    name: str
+    listen: str
+    address: str
+    res: int = DEFAULT_RES
+    res_min: int = DEFAULT_RES_MIN
+    epoch_validity_hours: float = 24.0
+    limits: Limits = field(default_factory=Limits)
+    budget: Budget = field(default_factory=Budget)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = CONFIG_FILE) -> NodeConfig:
+        """Validate a parsed config; every error names the key and the rule."""
+        reader = _TableReader(data, where=where, prefix="")
+        name = check_name(reader.require("name"), where=where)
+        listen = reader.require("listen")
+        parse_address(listen, where=where, what="listen")
+        address = reader.get("address", listen)
+        address_host, _ = parse_address(address, where=where, what="address")
+        if _is_unspecified(address_host):
+            raise InputError(
+                f"address {address!r} is not reachable by peers",
+                where=where,
+                hint="set address to the HOST:PORT peers should dial (init --address)",
+            )
+        res = reader.integer("res", DEFAULT_RES, 0, MAX_RES)
+        res_min = reader.integer("res_min", DEFAULT_RES_MIN, 0, res)
+        validity = reader.positive("epoch_validity_hours", 24.0)
+        table = reader.table("limits")
+        limits = Limits(
+            **{
+                key: table.integer(key, getattr(Limits(), key), low, high)
+                for key, (low, high) in _LIMIT_RANGES.items()
+            }
+        )
+        table.finish()
+        table = reader.table("budget")
+        defaults = Budget()
+        budget = Budget(
+            km2_per_window=table.non_negative("km2_per_window", defaults.km2_per_window),
+            window_hours=table.positive("window_hours", defaults.window_hours),
+            mutual_checks_per_window=table.integer(
+                "mutual_checks_per_window", defaults.mutual_checks_per_window, 0, 2**31 - 1
+            ),
+        )
+        table.finish()
+        reader.finish()
+        return cls(name, listen, address, res, res_min, validity, limits, budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_LIMIT_RANGES = {
+    "max_message_bytes": (1024, 2**31 - 1),
+    "max_query_tokens": (1, 2**24),
+    "max_sessions_per_peer": (1, 2**16),
+}
+
+
+class _TableReader:
+    """Reads typed keys from one TOML table and rejects keys nobody asked for."""
+
+    def __init__(self, data: object, *, where: str, prefix: str) -> None:
+        if not isinstance(data, Mapping):
+            raise InputError(f"{prefix.rstrip('.') or 'config'} must be a table", where=where)
+        self._data = data
+        self._where = where
+        self._prefix = prefix
+        self._seen: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    def require(self, key: str) -> Any:
+        if key not in self._data:
+            raise InputError(f"{self._key(key)} is missing", where=self._where)
+        return self.get(key, None)
+
+    def get(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        return self._data.get(key, default)
+
+    def table(self, key: str) -> _TableReader:
+        return _TableReader(self.get(key, {}), where=self._where, prefix=self._key(key) + ".")
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(
+                f"{self._key(key)} must be an integer {low}..{high}, got {value!r}",
+                where=self._where,
+            )
+        return value
+
+    def _number(self, key: str, default: float, *, allow_zero: bool) -> float:
+        value = self.get(key, default)
+        ok = not isinstance(value, bool) and isinstance(value, int | float)
+        if ok and (not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)):
+            ok = False
+        if not ok:
+            rule = "a number >= 0" if allow_zero else "a number > 0"
+            raise InputError(f"{self._key(key)} must be {rule}, got {value!r}", where=self._where)
+        return float(value)
+
+    def positive(self, key: str, default: float) -> float:
+        return self._number(key, default, allow_zero=False)
+
+    def non_negative(self, key: str, default: float) -> float:
+        return self._number(key, default, allow_zero=True)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            raise InputError(
+                f"unknown key {self._key(unknown[0])!r}",
+                where=self._where,
+                hint="check the spelling; known keys are written by hexpsi init",
+            )
+
+
+def load_config(path: Path) -> NodeConfig:
+    raw = read_bytes(path, what="node configuration")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"not valid TOML ({exc})", where=path.name) from None
+    return NodeConfig.from_dict(data, where=path.name)
+
+
+# ---------------------------------------------------------------- identities
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a node hands its peers out of band: name, address, certificate, signing key."""
+
+    name: str
+    address: str
+    certificate_pem: bytes
+    signing_public_key: bytes
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return tlscerts.load_certificate(self.certificate_pem)
+
+    @property
+    def certificate_sha256(self) -> str:
+        return tlscerts.certificate_sha256(self.certificate)
+
+    @property
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self.signing_public_key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": IDENTITY_VERSION,
+            "name": self.name,
+            "address": self.address,
+            "tls_certificate": self.certificate_pem.decode("ascii"),
+            "signing_public_key": self.signing_public_key.hex(),
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2) + "\n").encode("ascii")
+
+
+_IDENTITY_KEYS = {"version", "name", "address", "tls_certificate", "signing_public_key"}
+
+
+def identity_from_json(data: object, *, where: str = "identity") -> Identity:
+    """Validate a parsed identity object (see :func:`load_identity`)."""
+    if not isinstance(data, dict):
+        raise InputError("an identity must be a JSON object", where=where)
+    if data.get("version") != IDENTITY_VERSION:
+        raise InputError(
+            f"identity version must be {IDENTITY_VERSION}, got {data.get('version')!r}", where=where
+        )
+    missing = sorted(_IDENTITY_KEYS - set(data))
+    if missing:
+        raise InputError(f"identity is missing {missing[0]!r}", where=where)
+    unknown = sorted(set(data) - _IDENTITY_KEYS)
+    if unknown:
+        raise InputError(f"identity has unknown key {unknown[0]!r}", where=where)
+    name = check_name(data["name"], where=where)
+    address = data["address"]
+    parse_address(address, where=where)
+    key_hex = data["signing_public_key"]
+    try:
+        key = bytes.fromhex(key_hex) if isinstance(key_hex, str) else b""
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise InputError("signing_public_key must be 32 bytes as 64 hex digits", where=where)
+    if not crypto_core_ed25519_is_valid_point(key):
+        raise InputError("signing_public_key is not a valid Ed25519 public key", where=where)
+    pem = data["tls_certificate"]
+    if not isinstance(pem, str) or not pem.lstrip().startswith("-----BEGIN CERTIFICATE-----"):
+        raise InputError("tls_certificate must be one PEM certificate", where=where)
+    certificate = tlscerts.load_certificate(pem, where=where)
+    tlscerts.check_peer_certificate(certificate, name, where=where)
+    return Identity(name, address, tlscerts.certificate_pem(certificate), key)
+
+
+def load_identity(data: bytes, *, where: str = "identity") -> Identity:
+    """Parse and fully check an identity file: PEM, key, name syntax, address."""
+    try:
+        parsed = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"not valid JSON ({exc})", where=where) from None
+    return identity_from_json(parsed, where=where)
+
+
+# ---------------------------------------------------------------- peers
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A pinned peer with its effective address and budget (overrides or node defaults)."""
+
+    identity: Identity
+    certificate_sha256: str
+    address: str
+    budget_km2: float
+    window_hours: float
+    overrides: Mapping[str, str | float]
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_hours * 3600.0
+
+
+def _check_override_number(value: object, what: str, *, allow_zero: bool) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (number > 0 or (allow_zero and number == 0)):
+            return number
+    rule = ">= 0" if allow_zero else "> 0"
+    raise InputError(f"{what} must be a finite number {rule}, got {value!r}")
+
+
+def _peer_overrides(
+    address: object, budget_km2: object, window_hours: object, *, where: str
+) -> dict[str, str | float]:
+    overrides: dict[str, str | float] = {}
+    if address is not None:
+        host, port = parse_address(address, where=where)
+        overrides["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if budget_km2 is not None:
+        overrides["budget_km2"] = _check_override_number(
+            budget_km2, f"{where}: budget_km2", allow_zero=True
+        )
+    if window_hours is not None:
+        overrides["window_hours"] = _check_override_number(
+            window_hours, f"{where}: window_hours", allow_zero=False
+        )
+    return overrides
+
+
+# ---------------------------------------------------------------- the node
+
+
+class Node:
+    """Everything a node keeps on disk, loaded and checked."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise InputError(
+                f"{self.directory} is not a hexpsi node directory",
+                hint=f"create one: hexpsi init {self.directory} --name NAME --listen HOST:PORT",
+            )
+        self.config = load_config(self.directory / CONFIG_FILE)
+        self.signing_key = self._load_signing_key()
+        self.tls_key_pem, self.tls_certificate_pem = self._load_tls()
+        self.oprf_master = read_secret(self.directory / OPRF_MASTER_FILE, what="OPRF master secret")
+        if len(self.oprf_master) != OPRF_MASTER_SIZE:
+            raise InputError(
+                f"OPRF master secret must be {OPRF_MASTER_SIZE} bytes, "
+                f"found {len(self.oprf_master)}",
+                where=OPRF_MASTER_FILE,
+            )
+        self._peers = self._load_peers()
+
+    def __repr__(self) -> str:
+        return f"Node(name={self.name!r}, directory={str(self.directory)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def certificate_sha256(self) -> str:
+        return tlscerts.certificate_sha256(tlscerts.load_certificate(self.tls_certificate_pem))
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.directory / LEDGER_FILE
+
+    @property
+    def audit_path(self) -> Path:
+        return self.directory / AUDIT_FILE
+
+    def open_ledger(self) -> Ledger:
+        return Ledger(self.ledger_path)
+
+    def open_audit_log(self) -> AuditLog:
+        return AuditLog(self.audit_path, self.signing_key)
+
+    def _load_signing_key(self) -> SigningKey:
+        seed = read_secret(self.directory / SIGNING_KEY_FILE, what="signing key")
+        if len(seed) != SEED_SIZE:
+            raise InputError(
+                f"expected a {SEED_SIZE}-byte Ed25519 seed, found {len(seed)} bytes",
+                where=SIGNING_KEY_FILE,
+            )
+        return SigningKey(seed)
+
+    def _load_tls(self) -> tuple[bytes, bytes]:
+        key_pem = read_secret(self.directory / TLS_KEY_FILE, what="TLS private key")
+        cert_pem = read_bytes(self.directory / TLS_CERT_FILE, what="TLS certificate")
+        key = tlscerts.load_private_key(key_pem, where=TLS_KEY_FILE)
+        certificate = tlscerts.load_certificate(cert_pem, where=TLS_CERT_FILE)
+        tlscerts.check_key_matches(key, certificate)
+        tlscerts.check_peer_certificate(certificate, self.config.name, where=TLS_CERT_FILE)
+        return key_pem, cert_pem
+
+    # -- identity
+
+    def own_identity(self) -> Identity:
+        return Identity(
+            self.name,
+            self.config.address,
+            self.tls_certificate_pem,
+            bytes(self.signing_key.verify_key),
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """The identity document to hand to peers (``hexpsi identity``)."""
+        return self.own_identity().to_json()
+
+    # -- peers
+
+    def _load_peers(self) -> dict[str, Peer]:
+        directory = self.directory / PEERS_DIR
+        if not directory.is_dir():
+            raise InputError("missing peers directory", where=PEERS_DIR)
+        peers: dict[str, Peer] = {}
+        for path in sorted(directory.glob("*.json")):
+            peer = self._read_peer_file(path)
+            peers[peer.name] = peer
+        return peers
+
+    def _read_peer_file(self, path: Path) -> Peer:
+        where = f"{PEERS_DIR}/{path.name}"
+        try:
+            data = json.loads(read_bytes(path, what="peer file"))
+        except ValueError as exc:
+            raise InputError(f"not valid JSON ({exc})", where=where) from None
+        if not isinstance(data, dict) or data.get("version") != PEER_FILE_VERSION:
+            raise InputError(f"not a version {PEER_FILE_VERSION} peer file", where=where)
+        identity = identity_from_json(data.get("identity"), where=where)
+        if path.stem != identity.name:
+            raise InputError(f"holds the identity of {identity.name!r}", where=where)
+        if data.get("certificate_sha256") != identity.certificate_sha256:
+            raise InputError(
+                "the pinned fingerprint does not match the stored certificate", where=where
+            )
+        overrides = _peer_overrides(
+            data.get("address"), data.get("budget_km2"), data.get("window_hours"), where=where
+        )
+        return self._resolve_peer(identity, overrides)
+
+    def _resolve_peer(self, identity: Identity, overrides: dict[str, str | float]) -> Peer:
+        budget = self.config.budget
+        return Peer(
+            identity=identity,
+            certificate_sha256=identity.certificate_sha256,
+            address=str(overrides.get("address", identity.address)),
+            budget_km2=float(overrides.get("budget_km2", budget.km2_per_window)),
+            window_hours=float(overrides.get("window_hours", budget.window_hours)),
+            overrides=overrides,
+        )
+
+    def add_peer(
+        self,
+        identity: Identity,
+        *,
+        address: str | None = None,
+        budget_km2: float | None = None,
+        window_hours: float | None = None,
+        replace: bool = False,
+    ) -> Peer:
+        """Pin ``identity``'s certificate under its name, with optional overrides.
+
+        Refuses this node's own name or certificate, a certificate or signing key
+        already pinned for another name (callers must be identifiable), and
+        re-pinning an existing name unless ``replace``.
+        """
+        overrides = _peer_overrides(address, budget_km2, window_hours, where="peer")
+        fingerprint = identity.certificate_sha256
+        if identity.name == self.name or fingerprint == self.certificate_sha256:
+            raise InputError(f"{identity.name!r} is this node's own identity, not a peer")
+        existing = self._peers.get(identity.name)
+        if existing is not None and not replace:
+            raise InputError(
+                f"peer {identity.name} is already pinned "
+                f"(certificate sha256 {existing.certificate_sha256[:16]}...)",
+                hint="pass --replace to pin the new identity instead",
+            )
+        for other in self._peers.values():
+            if other.name == identity.name:
+                continue
+            if other.certificate_sha256 == fingerprint:
+                raise InputError(f"this certificate is already pinned for peer {other.name}")
+            if other.identity.signing_public_key == identity.signing_public_key:
+                raise InputError(f"this signing key is already pinned for peer {other.name}")
+        record: dict[str, Any] = {
+            "version": PEER_FILE_VERSION,
+            "identity": identity.to_json(),
+            "certificate_sha256": fingerprint,
+            "address": overrides.get("address"),
+            "budget_km2": overrides.get("budget_km2"),
+            "window_hours": overrides.get("window_hours"),
+        }
+        path = self.directory / PEERS_DIR / f"{identity.name}.json"
+        atomic_write(path, (json.dumps(record, indent=2) + "\n").encode("ascii"))
+        peer = self._resolve_peer(identity, overrides)
+        self._peers[peer.name] = peer
+        return peer
+
+    def peers(self) -> list[Peer]:
+        """Pinned peers, by name."""
+        return [self._peers[name] for name in sorted(self._peers)]
+
+    def peer(self, name: str) -> Peer:
+        try:
+            return self._peers[name]
+        except KeyError:
+            known = ", ".join(sorted(self._peers)) or "none yet"
+            raise UnknownPeer(
+                f"unknown peer {name!r} (pinned peers: {known})",
+                hint=f"pin it with: hexpsi peer add {self.directory} IDENTITY.json",
+            ) from None
+
+    def peer_by_certificate(self, certificate: bytes | str) -> Peer | None:
+        """The peer pinned to exactly this certificate (PEM or DER), if any.
+
+        For identifying a TLS caller from the certificate gRPC verified
+        (``context.auth_context()["x509_pem_cert"][0]``).
+        """
+        fingerprint = tlscerts.certificate_sha256(tlscerts.load_certificate(certificate))
+        for peer in self._peers.values():
+            if secrets.compare_digest(peer.certificate_sha256, fingerprint):
+                return peer
+        return None
+
+    def trusted_roots_pem(self) -> bytes:
+        """Every pinned certificate, concatenated: the gRPC server's client roots."""
+        if not self._peers:
+            raise LocalProtocolError(
+                "no peers are pinned, so no client could ever be accepted",
+                hint=f"pin one with: hexpsi peer add {self.directory} IDENTITY.json",
+            )
+        return b"".join(peer.identity.certificate_pem for peer in self.peers())
+
+
+# ---------------------------------------------------------------- init
+
+
+def _check_target(directory: Path) -> None:
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise InputError(f"{directory} exists and is not a directory")
+    if (directory / CONFIG_FILE).exists():
+        raise InputError(f"{directory} already holds a hexpsi node; refusing to overwrite it")
+    if any(directory.iterdir()):
+        raise InputError(f"{directory} is not empty; refusing to initialise a node there")
+
+
+def init_node(
+    directory: Path | str,
+    *,
+    name: str,
+    listen: str,
+    res: int = DEFAULT_RES,
+    res_min: int = DEFAULT_RES_MIN,
+    now: float,
+    address: str | None = None,
+) -> Node:
+    """Create a new node directory with fresh keys; refuses an existing node.
+
+    ``address`` is what peers dial (defaults to ``listen``); it is required when
+    listening on a wildcard address such as ``0.0.0.0``. An existing empty
+    directory is accepted and replaced by the new node.
+    """
+    target = Path(directory)
+    config = NodeConfig.from_dict(
+        {
+            "name": name,
+            "listen": listen,
+            "address": address if address is not None else listen,
+            "res": res,
+            "res_min": res_min,
+        },
+        where="",
+    )
+    _check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.init-{secrets.token_hex(8)}"
+    make_private_dir(staging)
+    try:
+        _write_new_node(staging, config, now=now)
+        try:
+            os.replace(staging, target)
+        except OSError as exc:
+            raise InputError(f"cannot create {target}: {exc.strerror}") from None
+        target.chmod(PRIVATE_DIR_MODE)
+        fsync_directory(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Node(target)
+
+
+def _write_new_node(directory: Path, config: NodeConfig, *, now: float) -> None:
+    hosts = [parse_address(config.listen)[0], parse_address(config.address)[0]]
+    key_pem, cert_pem = tlscerts.make_tls_identity(config.name, hosts, now=now)
+    write_secret(directory / SIGNING_KEY_FILE, bytes(SigningKey.generate()))
+    write_secret(directory / TLS_KEY_FILE, key_pem)
+    atomic_write(directory / TLS_CERT_FILE, cert_pem)
+    write_secret(directory / OPRF_MASTER_FILE, os.urandom(OPRF_MASTER_SIZE))
+    make_private_dir(directory / PEERS_DIR)
+    atomic_write(directory / CONFIG_FILE, tomli_w.dumps(config.to_dict()).encode("utf-8"))
