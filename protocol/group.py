@@ -5,12 +5,19 @@ little-endian and below the group order L), so they cross module and wire
 boundaries without conversion. Every operation runs in libsodium, which is
 constant time; no curve arithmetic happens in Python.
 
+Why libsodium through rbcl: PyNaCl exposes no ristretto255, and OpenSSL (via
+``cryptography``) has no prime-order group with a standard hash-to-group. On
+this hardware libsodium's ristretto255 takes about 86 us per variable-base
+multiplication, 27 us per fixed-base one and 20 us per element derivation
+(``server/bench/crypto.py`` measures them).
+
 We call the libsodium that rbcl loads directly rather than through rbcl's
-wrappers: the wrappers discard libsodium's return codes (``add`` of an invalid
-encoding silently yields garbage) and cost about a microsecond per call, which
-matters for the cheap scalar operations. Each call allocates its own output
-buffer (batch helpers reuse one per batch): ctypes releases the GIL while
-libsodium runs, so shared module-level buffers would race between threads.
+wrappers, chiefly because the wrappers discard libsodium's return codes
+(``add`` of an invalid encoding silently yields garbage); skipping them also
+saves about half a microsecond per call, which only the cheap scalar operations
+notice. Each call allocates its own output buffer (batch helpers reuse one per
+batch): ctypes releases the GIL while libsodium runs, so threads do run group
+operations in parallel, and shared module-level buffers would race.
 
 Errors: a bad element is something a peer sent (:class:`RemoteProtocolError`,
 whose message says what is wrong); a bad scalar is an argument we were handed
