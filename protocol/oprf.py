@@ -169,6 +169,8 @@ def finalize(
         )
     for item in inputs:
         _check_input(item, "input")
+    for index, blind_scalar in enumerate(blinds):
+        group.require_scalar(blind_scalar, f"blind {index}")
     unblinded = group.scalar_mult_pairs(
         group.scalar_invert_many(blinds), evaluated, "evaluated element"
     )

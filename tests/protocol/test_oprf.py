@@ -212,6 +212,8 @@ def test_finalize_rejects_bad_evaluations(session: Session) -> None:
         oprf.finalize(INPUTS, blinds, [group.IDENTITY, *evaluated[1:]], Mode.VOPRF)
     with pytest.raises(InputError, match="6 inputs, 6 blinds and 5 evaluations"):
         oprf.finalize(INPUTS, blinds, evaluated[:5], Mode.VOPRF)
+    with pytest.raises(InputError, match="blind 1 is zero"):
+        oprf.finalize(INPUTS[:2], [blinds[0], bytes(32)], evaluated[:2], Mode.VOPRF)
 
 
 # --- bad local arguments ---------------------------------------------------------
