@@ -5,8 +5,8 @@ little-endian and below the group order L), so they cross module and wire
 boundaries without conversion. Every operation runs in libsodium, which is
 constant time; no curve arithmetic happens in Python.
 
-Why libsodium through rbcl: PyNaCl exposes no ristretto255, and OpenSSL (via
-``cryptography``) has no prime-order group with a standard hash-to-group. On
+Why libsodium through rbcl: PyNaCl exposes no ristretto255, and ``cryptography``
+offers key exchange but no point addition or hash-to-group, which RFC 9497 needs. On
 this hardware libsodium's ristretto255 takes about 86 us per variable-base
 multiplication, 27 us per fixed-base one and 20 us per element derivation
 (``server/bench/crypto.py`` measures them).
@@ -39,7 +39,7 @@ import rbcl
 from protocol.errors import InputError, LocalProtocolError, RemoteProtocolError
 from protocol.xmd import UNIFORM_SIZE, XmdSha512
 
-# rbcl writes its bundled libsodium to a fresh temporary file on every import and
+# rbcl writes its bundled libsodium to a fresh temporary file when a process imports it and
 # never deletes it (about 2.7 MB left in /tmp per process). The library is mapped
 # by now, and on Linux the mapping stays valid after the file is unlinked.
 with contextlib.suppress(OSError):
