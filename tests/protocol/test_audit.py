@@ -1,0 +1,214 @@
+"""The audit chain catches every edit, gap, reordering, truncation and foreign signature."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+
+from protocol.audit import (
+    GENESIS_HASH,
+    ChainBroken,
+    Entry,
+    canonical_json,
+    encode_entry,
+    entry_hash,
+    sign_entry,
+    sign_head,
+    verify_chain,
+)
+from protocol.errors import InputError, VerificationError
+
+KEY = SigningKey(bytes(range(32)))
+OTHER_KEY = SigningKey(bytes(range(1, 33)))
+
+
+def make_chain(count: int, key: SigningKey = KEY) -> list[Entry]:
+    entries: list[Entry] = []
+    prev = GENESIS_HASH
+    for seq in range(1, count + 1):
+        entry = sign_entry(
+            seq=seq,
+            time=1_700_000_000.0 + seq,
+            kind="evaluate",
+            peer=f"peer-{seq % 3}",
+            details=canonical_json({"area_km2": seq * 1.5, "groups": {"9": seq}}),
+            prev_hash=prev,
+            signing_key=key,
+        )
+        entries.append(entry)
+        prev = entry.hash
+    return entries
+
+
+def test_a_fresh_chain_verifies_with_and_without_its_head() -> None:
+    entries = make_chain(5)
+    verify_chain(entries, KEY.verify_key)
+    verify_chain(entries, KEY.verify_key, head=sign_head(5, entries[-1].hash, KEY))
+
+
+def test_an_empty_log_verifies_against_the_genesis_head() -> None:
+    verify_chain([], KEY.verify_key, head=sign_head(0, GENESIS_HASH, KEY))
+
+
+def test_entries_link_to_their_predecessor() -> None:
+    entries = make_chain(3)
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert entries[1].prev_hash == entries[0].hash
+    assert entries[2].prev_hash == entries[1].hash
+
+
+TAMPERS = {
+    "time": lambda e: dataclasses.replace(e, time=e.time + 1),
+    "kind": lambda e: dataclasses.replace(e, kind="mutual"),
+    "peer": lambda e: dataclasses.replace(e, peer="someone-else"),
+    "details": lambda e: dataclasses.replace(e, details=canonical_json({"area_km2": 0})),
+    "prev_hash": lambda e: dataclasses.replace(e, prev_hash=bytes(32)),
+    "hash": lambda e: dataclasses.replace(e, hash=bytes(32)),
+    "signature": lambda e: dataclasses.replace(e, signature=bytes(64)),
+    "seq": lambda e: dataclasses.replace(e, seq=e.seq + 10),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERS))
+def test_editing_any_field_is_caught_at_that_entry(field: str) -> None:
+    entries = make_chain(5)
+    entries[2] = TAMPERS[field](entries[2])
+    with pytest.raises(ChainBroken) as caught:
+        verify_chain(entries, KEY.verify_key)
+    assert caught.value.seq == 3
+    assert isinstance(caught.value, VerificationError)
+
+
+def test_a_rehashed_edit_still_breaks_the_next_link() -> None:
+    """An editor who also fixes the hash (but cannot re-sign) is caught at the signature."""
+    entries = make_chain(4)
+    edited = dataclasses.replace(entries[1], details=canonical_json({"area_km2": 0}))
+    new_hash = entry_hash(
+        edited.prev_hash,
+        encode_entry(edited.seq, edited.time, edited.kind, edited.peer, edited.details),
+    )
+    entries[1] = dataclasses.replace(edited, hash=new_hash)
+    with pytest.raises(ChainBroken, match="signature") as caught:
+        verify_chain(entries, KEY.verify_key)
+    assert caught.value.seq == 2
+
+
+def test_a_missing_entry_is_named() -> None:
+    entries = make_chain(5)
+    del entries[2]
+    with pytest.raises(ChainBroken, match="missing") as caught:
+        verify_chain(entries, KEY.verify_key)
+    assert caught.value.seq == 3
+
+
+def test_reordered_entries_are_caught() -> None:
+    entries = make_chain(5)
+    entries[1], entries[2] = entries[2], entries[1]
+    with pytest.raises(ChainBroken) as caught:
+        verify_chain(entries, KEY.verify_key)
+    assert caught.value.seq == 2
+
+
+def test_a_duplicated_entry_is_caught() -> None:
+    entries = make_chain(3)
+    entries.insert(2, entries[1])
+    with pytest.raises(ChainBroken, match="out of order") as caught:
+        verify_chain(entries, KEY.verify_key)
+    assert caught.value.seq == 3
+
+
+def test_a_chain_signed_by_another_key_is_rejected_at_the_first_entry() -> None:
+    with pytest.raises(ChainBroken, match="signature") as caught:
+        verify_chain(make_chain(3, OTHER_KEY), KEY.verify_key)
+    assert caught.value.seq == 1
+
+
+def test_cutting_off_the_newest_entries_is_caught_by_the_head() -> None:
+    entries = make_chain(5)
+    head = sign_head(5, entries[-1].hash, KEY)
+    verify_chain(entries[:3], KEY.verify_key)  # the chain alone cannot tell
+    with pytest.raises(ChainBroken, match="signed head records 5") as caught:
+        verify_chain(entries[:3], KEY.verify_key, head=head)
+    assert caught.value.seq == 4
+
+
+def test_a_forged_or_foreign_head_is_rejected() -> None:
+    entries = make_chain(3)
+    with pytest.raises(ChainBroken, match="head"):
+        verify_chain(entries, KEY.verify_key, head=sign_head(3, entries[-1].hash, OTHER_KEY))
+    with pytest.raises(ChainBroken, match="head"):
+        verify_chain(entries, KEY.verify_key, head=sign_head(3, bytes(32), KEY))
+    with pytest.raises(ChainBroken, match="after the signed head"):
+        verify_chain(entries, KEY.verify_key, head=sign_head(2, entries[1].hash, KEY))
+
+
+def test_a_signature_over_the_bare_hash_is_not_an_audit_signature() -> None:
+    """The signed message carries a label, so other 32-byte signatures cannot be replayed."""
+    entry = make_chain(1)[0]
+    bare = KEY.sign(entry.hash).signature
+    with pytest.raises(ChainBroken, match="signature"):
+        verify_chain([dataclasses.replace(entry, signature=bare)], KEY.verify_key)
+
+
+def test_malformed_fields_fail_verification_rather_than_crash() -> None:
+    entry = make_chain(1)[0]
+    for bad in (
+        dataclasses.replace(entry, details=b"not json"),
+        dataclasses.replace(entry, details="{}"),  # type: ignore[arg-type]
+        dataclasses.replace(entry, time=math.nan),
+        dataclasses.replace(entry, kind="Bad Kind"),
+    ):
+        with pytest.raises(ChainBroken, match="malformed"):
+            verify_chain([bad], KEY.verify_key)
+
+
+def test_canonical_json_is_independent_of_key_order() -> None:
+    assert canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1})
+    assert canonical_json({"b": 1, "a": "é"}) == b'{"a":"\\u00e9","b":1}'
+
+
+def test_canonical_json_refuses_what_json_cannot_say_exactly() -> None:
+    with pytest.raises(InputError):
+        canonical_json({"x": math.nan})
+    with pytest.raises(InputError):
+        canonical_json({"x": b"bytes"})
+    with pytest.raises(InputError):
+        canonical_json([1, 2])  # type: ignore[arg-type]
+
+
+def test_sign_entry_refuses_non_canonical_details() -> None:
+    with pytest.raises(InputError, match="canonical"):
+        sign_entry(
+            seq=1,
+            time=1.0,
+            kind="evaluate",
+            peer="p",
+            details=b'{"b":1, "a":2}',
+            prev_hash=GENESIS_HASH,
+            signing_key=KEY,
+        )
+
+
+def test_sequence_numbers_start_at_one() -> None:
+    with pytest.raises(InputError, match="sequence"):
+        encode_entry(0, 1.0, "evaluate", "p", b"{}")
+
+
+text = st.text(alphabet="ab-", max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kinds=st.tuples(st.from_regex(r"[a-z][a-z-]{0,3}", fullmatch=True), text),
+    others=st.tuples(st.from_regex(r"[a-z][a-z-]{0,3}", fullmatch=True), text),
+)
+def test_the_encoding_is_unambiguous(kinds: tuple[str, str], others: tuple[str, str]) -> None:
+    """Moving characters between fields must change the bytes (length prefixes)."""
+    one = encode_entry(1, 2.0, kinds[0], kinds[1], b"{}")
+    two = encode_entry(1, 2.0, others[0], others[1], b"{}")
+    assert (one == two) == (kinds == others)
