@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import h3
+import h3.api.basic_int as h3
 
 from protocol.errors import BudgetExhausted, InputError
 

@@ -1,0 +1,274 @@
+"""Evidence a third party can check: "this zone was checked against that map, then".
+
+The proposer exports, after a finished check, everything needed to replay its
+side: the signed descriptor, the query and response, the receipt, each real
+token with its blind and position, and a snapshot opening for each token's
+output. :func:`verify_evidence` needs nothing else but the responder's public
+signing key: it re-derives every blinded element from token and blind, checks
+the proofs, the receipt and the openings, and states the answer.
+
+The responder can likewise open one committed cell of an epoch
+(:func:`open_cell`): it shows the cell's evaluation under the committed key
+with a DLEQ proof and the snapshot opening of its output.
+
+Exporting evidence reveals the strike tokens to whoever receives it: that is
+the point, and the proposer's choice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import h3.api.basic_int as h3
+from nacl.signing import VerifyKey
+
+from protocol.check import MODE, ProposerCheck, SnapshotView, verify_response
+from protocol.descriptor import SignedDescriptor
+from protocol.errors import InputError, LocalProtocolError, VerificationError
+from protocol.gcs import Opening, verify_opening
+from protocol.group import SCALAR_SIZE
+from protocol.messages import Query, Response
+from protocol.oprf import (
+    KeyPair,
+    blind_evaluate,
+    blind_with,
+    finalize,
+    generate_proof,
+    verify_proof,
+)
+from protocol.randomness import RandomBytes
+from protocol.snapshot import snapshot_params, truncate_output
+from protocol.tokens import token_bytes
+
+EVIDENCE_FORMAT = "hexpsi/v1/evidence"
+CELL_OPENING_FORMAT = "hexpsi/v1/cell-opening"
+ONE = (1).to_bytes(SCALAR_SIZE, "little")
+
+
+@dataclass(frozen=True, slots=True)
+class EvidencePosition:
+    """One real token of the query: where it sits, its blind and its snapshot opening."""
+
+    cell: int
+    resolution: int
+    index: int
+    blind: bytes
+    opening: Opening
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Everything a verifier needs to replay a finished check."""
+
+    descriptor: bytes
+    descriptor_signature: bytes
+    proposer: str
+    query: bytes
+    response: bytes
+    positions: tuple[EvidencePosition, ...]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": EVIDENCE_FORMAT,
+                "descriptor": self.descriptor.hex(),
+                "descriptor_signature": self.descriptor_signature.hex(),
+                "proposer": self.proposer,
+                "query": self.query.hex(),
+                "response": self.response.hex(),
+                "positions": [
+                    {
+                        "cell": f"{p.cell:x}",
+                        "resolution": p.resolution,
+                        "index": p.index,
+                        "blind": p.blind.hex(),
+                        "opening": p.opening.encode().hex(),
+                    }
+                    for p in self.positions
+                ],
+            },
+            indent=1,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Evidence:
+        try:
+            obj = json.loads(data)
+            if obj["format"] != EVIDENCE_FORMAT:
+                raise InputError(f"not a {EVIDENCE_FORMAT} bundle")
+            return cls(
+                descriptor=bytes.fromhex(obj["descriptor"]),
+                descriptor_signature=bytes.fromhex(obj["descriptor_signature"]),
+                proposer=str(obj["proposer"]),
+                query=bytes.fromhex(obj["query"]),
+                response=bytes.fromhex(obj["response"]),
+                positions=tuple(
+                    EvidencePosition(
+                        cell=int(p["cell"], 16),
+                        resolution=int(p["resolution"]),
+                        index=int(p["index"]),
+                        blind=bytes.fromhex(p["blind"]),
+                        opening=Opening.decode(bytes.fromhex(p["opening"])),
+                    )
+                    for p in obj["positions"]
+                ),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputError(f"evidence bundle is malformed: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What verified evidence establishes."""
+
+    responder: str
+    proposer: str
+    epoch_id: bytes
+    checked_at: float
+    receipt_id: str
+    tokens: frozenset[int]
+    conflict: bool
+    conflicting_tokens: frozenset[int]
+
+
+def export_evidence(check: ProposerCheck) -> Evidence:
+    """The evidence bundle of a finished check."""
+    if check.result is None or check.query is None or check.response is None:
+        raise LocalProtocolError("evidence exists only for a finished check")
+    return Evidence(
+        descriptor=check.descriptor.encoded,
+        descriptor_signature=check.descriptor.signature,
+        proposer=check.proposer,
+        query=check.query.encode(),
+        response=check.response.encode(),
+        positions=tuple(
+            EvidencePosition(p.cell, p.resolution, p.index, p.blind, check.snapshot.open(value))
+            for p, value in zip(check.positions, check.values, strict=True)
+        ),
+    )
+
+
+def verify_evidence(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
+    """Replay a check from its evidence; raises VerificationError if anything is off."""
+    descriptor = _verified_descriptor(
+        evidence.descriptor, evidence.descriptor_signature, responder_key
+    )
+    d = descriptor.descriptor
+    query = Query.decode(evidence.query)
+    response = Response.decode(evidence.response)
+    verify_response(
+        descriptor=descriptor,
+        responder_key=responder_key,
+        proposer=evidence.proposer,
+        query=query,
+        response=response,
+    )
+    receipt = response.receipt
+    if not d.created_at <= receipt.issued_at <= d.valid_until:
+        raise VerificationError("the receipt was issued outside the epoch's validity")
+    sent = {group.resolution: group.elements for group in query.groups}
+    evaluated = {group.resolution: group.elements for group in response.groups}
+    seen: set[tuple[int, int]] = set()
+    params = snapshot_params(d)
+    bits = params.bits
+    hits: set[int] = set()
+    for p in evidence.positions:
+        elements = sent.get(p.resolution, ())
+        if not 0 <= p.index < len(elements) or (p.resolution, p.index) in seen:
+            raise VerificationError("evidence places a token outside the query")
+        seen.add((p.resolution, p.index))
+        token = token_bytes(p.cell)
+        if blind_with([token], [p.blind], MODE)[0] != elements[p.index]:
+            raise VerificationError("a token and blind do not give the element that was sent")
+        (output,) = finalize([token], [p.blind], [evaluated[p.resolution][p.index]], MODE)
+        if verify_opening(d.snapshot_root, params, truncate_output(output, bits), p.opening):
+            hits.add(p.cell)
+    return Verdict(
+        responder=d.node,
+        proposer=evidence.proposer,
+        epoch_id=d.epoch_id,
+        checked_at=receipt.issued_at,
+        receipt_id=receipt.receipt_id,
+        tokens=frozenset(p.cell for p in evidence.positions),
+        conflict=bool(hits),
+        conflicting_tokens=frozenset(hits),
+    )
+
+
+def _verified_descriptor(encoded: bytes, signature: bytes, key: VerifyKey) -> SignedDescriptor:
+    """Signature only: evidence is checked later, so freshness is judged by the receipt time."""
+    return SignedDescriptor.verify(encoded, signature, key, now=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CellOpening:
+    """The responder's proof that one cell's token is (or is not) in an epoch's snapshot."""
+
+    cell: int
+    evaluated: bytes
+    proof: bytes
+    opening: Opening
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": CELL_OPENING_FORMAT,
+                "cell": f"{self.cell:x}",
+                "evaluated": self.evaluated.hex(),
+                "proof": self.proof.hex(),
+                "opening": self.opening.encode().hex(),
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CellOpening:
+        try:
+            obj = json.loads(data)
+            if obj["format"] != CELL_OPENING_FORMAT:
+                raise InputError(f"not a {CELL_OPENING_FORMAT} document")
+            return cls(
+                cell=int(obj["cell"], 16),
+                evaluated=bytes.fromhex(obj["evaluated"]),
+                proof=bytes.fromhex(obj["proof"]),
+                opening=Opening.decode(bytes.fromhex(obj["opening"])),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputError(f"cell opening is malformed: {error}") from None
+
+
+def open_cell(
+    *, cell: int, key: KeyPair, snapshot: SnapshotView, bits: int, rng: RandomBytes
+) -> CellOpening:
+    """Evaluate ``cell``'s token with blind 1, prove it, and open its output in the snapshot."""
+    token = token_bytes(cell)
+    (hashed,) = blind_with([token], [ONE], MODE)
+    (evaluated,) = blind_evaluate(key, [hashed])
+    proof = generate_proof(key, [hashed], [evaluated], MODE, rng)
+    (output,) = finalize([token], [ONE], [evaluated], MODE)
+    return CellOpening(cell, evaluated, proof, snapshot.open(truncate_output(output, bits)))
+
+
+def verify_cell_opening(opening: CellOpening, descriptor: SignedDescriptor) -> bool:
+    """Whether the cell is in the committed snapshot; raises if the opening proves nothing.
+
+    ``descriptor`` must already be verified against the responder's key.
+    """
+    d = descriptor.descriptor
+    resolution = _resolution_of(opening.cell)
+    if not d.res_min <= resolution <= d.res:
+        raise VerificationError(f"resolution {resolution} is not part of this epoch")
+    token = token_bytes(opening.cell)
+    (hashed,) = blind_with([token], [ONE], MODE)
+    verify_proof(d.public_keys[resolution], [hashed], [opening.evaluated], opening.proof, MODE)
+    (output,) = finalize([token], [ONE], [opening.evaluated], MODE)
+    params = snapshot_params(d)
+    return verify_opening(
+        d.snapshot_root, params, truncate_output(output, params.bits), opening.opening
+    )
+
+
+def _resolution_of(cell: int) -> int:
+    if not h3.is_valid_cell(cell):
+        raise VerificationError("the opened cell is not a valid H3 cell")
+    return int(h3.get_resolution(cell))
