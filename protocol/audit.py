@@ -49,6 +49,7 @@ class ChainBroken(VerificationError):
     def __init__(self, seq: int, reason: str) -> None:
         super().__init__(f"audit entry {seq}: {reason}")
         self.seq = seq
+        self.reason = reason
 
 
 def canonical_json(value: Mapping[str, Any]) -> bytes:
@@ -137,17 +138,31 @@ class Entry:
         return parsed
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view (hashes and signature as hex) for export and display."""
+        """A JSON-ready view (hashes and signature as hex) for export and display.
+
+        Tolerates a tampered row (wrong types, unparseable details) so a damaged log
+        can still be listed and inspected; :func:`verify_chain` is what judges it.
+        """
+        try:
+            details: Any = self.details_object()
+        except (ValueError, TypeError, InputError):
+            details = _as_text(self.details)
         return {
             "seq": self.seq,
             "time": self.time,
             "kind": self.kind,
             "peer": self.peer,
-            "details": self.details_object(),
-            "prev_hash": self.prev_hash.hex(),
-            "hash": self.hash.hex(),
-            "signature": self.signature.hex(),
+            "details": details,
+            "prev_hash": _as_text(self.prev_hash, hexadecimal=True),
+            "hash": _as_text(self.hash, hexadecimal=True),
+            "signature": _as_text(self.signature, hexadecimal=True),
         }
+
+
+def _as_text(value: object, *, hexadecimal: bool = False) -> str:
+    if isinstance(value, bytes):
+        return value.hex() if hexadecimal else value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,7 @@ class AuditLog:
         ``verify_key`` defaults to this node's own key.
         """
         key = verify_key if verify_key is not None else self._signing_key.verify_key
-        with self._db.transaction() as conn:
+        with self._db.transaction(write=False) as conn:
             rows = conn.execute(SELECT_ENTRIES).fetchall()
             head_rows = conn.execute("SELECT seq, hash, signature FROM head").fetchall()
         entries = [_entry(row) for row in rows]

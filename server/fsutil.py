@@ -149,15 +149,18 @@ class Database:
                 )
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back if the body raises.
+
+        ``write=False`` opens a deferred (read-only) transaction instead: one
+        consistent snapshot that does not block writers in WAL mode.
 
         Storage failures (a locked or broken file) become one error naming the file,
         with status UNAVAILABLE, instead of escaping as a raw sqlite3 exception.
         """
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             except sqlite3.Error as exc:
                 raise self._storage_error(exc) from None
             try:
