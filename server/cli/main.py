@@ -1,0 +1,139 @@
+"""``hexpsi``: parse the command line, run one subcommand, turn errors into one line.
+
+Error policy: every error hexpsi raises on purpose is a ``HexpsiError`` and knows
+how to explain itself; ``main`` prints that explanation as a single line on
+stderr and returns 1. With ``--verbose`` (or ``HEXPSI_VERBOSE=1``) it logs at
+debug level and prints the traceback first. Argument mistakes are argparse's
+business (usage line, exit 2). Any other exception is a bug in hexpsi and is
+allowed to surface with its traceback.
+
+Adding a subcommand: write ``server/cli/<name>.py`` with ``register(subparsers)``
+and add the module to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Protocol
+
+from protocol.errors import HexpsiError
+from server.cli import encode
+
+if TYPE_CHECKING:
+    from server.cli import Subparsers
+
+
+class Subcommand(Protocol):
+    """What a subcommand module provides."""
+
+    def register(self, subparsers: Subparsers) -> None: ...
+
+
+SUBCOMMANDS: Sequence[Subcommand] = [
+    encode,
+]
+
+VERBOSE_ENV = "HEXPSI_VERBOSE"
+LOG_FORMAT = "hexpsi: %(levelname)s: %(name)s: %(message)s"
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hexpsi")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help=f"debug logging and tracebacks on stderr (also: {VERBOSE_ENV}=1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: shared options plus one subparser per subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="hexpsi",
+        description=(
+            "Check a planned strike against another party's protected positions "
+            "without either side revealing its map."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"hexpsi {_version()}")
+    _add_verbose(parser, default=os.environ.get(VERBOSE_ENV, "") not in ("", "0"))
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.register(subparsers)
+    # -v works after the subcommand too; SUPPRESS keeps an absent one from
+    # overwriting a -v given before it.
+    for subparser in {id(p): p for p in subparsers.choices.values()}.values():
+        _add_verbose(subparser, default=argparse.SUPPRESS)
+    return parser
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The CLI's own log handler, so it can be removed again without touching others."""
+
+
+def _start_logging(verbose: bool) -> tuple[logging.Handler, int]:
+    root = logging.getLogger()
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(previous_level or logging.WARNING, handler.level))
+    return handler, previous_level
+
+
+def _stop_logging(handler: logging.Handler, previous_level: int) -> None:
+    root = logging.getLogger()
+    root.removeHandler(handler)
+    root.setLevel(previous_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``hexpsi`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    verbose = bool(args.verbose)
+    handler, previous_level = _start_logging(verbose)
+    try:
+        options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+        log.debug("running %s with %s", args.command, options)
+        return int(args.func(args))
+    except HexpsiError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if verbose else " (rerun with --verbose for details)"
+        print(f"hexpsi: error: {exc.explain()}{hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hexpsi: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _stop_logging(handler, previous_level)
+
+
+def entry() -> None:
+    """Console-script entry point: exit with ``main``'s code."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``hexpsi encode ... | head``): point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
