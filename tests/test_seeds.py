@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from protocol.cover import feature_to_cover
 from protocol.inputs import read_features
 from protocol.shapes import Area, Circle, Feature, LatLng, Shape
 
@@ -181,6 +183,43 @@ def test_the_two_sides_protect_nothing_near_each_other(
     coalition: dict[str | int, Feature], russia: dict[str | int, Feature]
 ) -> None:
     assert min(gap_km(c, r) for c in coalition.values() for r in russia.values()) > 50.0
+
+
+# --- what hexpsi's covers make of it (res 9 is the deployment default, 5 the
+# coarsest token resolution) ------------------------------------------------------
+
+
+def cover(features: Iterable[Feature], res: int) -> set[int]:
+    return set().union(*(feature_to_cover(f, res) for f in features))
+
+
+@pytest.mark.parametrize("res", [5, 7, 9])
+def test_covers_catch_the_at_tanf_strike_and_only_the_garrison(
+    coalition: dict[str | int, Feature], strike_at_tanf: Feature, res: int
+) -> None:
+    strike = feature_to_cover(strike_at_tanf, res)
+    hits = {fid for fid, f in coalition.items() if strike & feature_to_cover(f, res)}
+    assert hits == {"at-tanf-garrison"}
+
+
+@pytest.mark.parametrize("res", [5, 7, 9])
+def test_covers_clear_the_far_strike(
+    coalition: dict[str | int, Feature],
+    russia: dict[str | int, Feature],
+    strike_far: Feature,
+    res: int,
+) -> None:
+    strike = feature_to_cover(strike_far, res)
+    assert strike
+    assert not strike & cover(coalition.values(), res)
+    assert not strike & cover(russia.values(), res)
+
+
+@pytest.mark.parametrize("res", [5, 9])
+def test_covers_of_the_two_sides_share_no_cell(
+    coalition: dict[str | int, Feature], russia: dict[str | int, Feature], res: int
+) -> None:
+    assert not cover(coalition.values(), res) & cover(russia.values(), res)
 
 
 def test_gap_measure_sees_overlap_and_containment() -> None:
