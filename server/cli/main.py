@@ -23,7 +23,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Protocol
 
 from protocol.errors import HexpsiError
-from server.cli import encode
+from server.cli import audit, encode, identity, init, peer
 
 if TYPE_CHECKING:
     from server.cli import Subparsers
@@ -37,6 +37,10 @@ class Subcommand(Protocol):
 
 SUBCOMMANDS: Sequence[Subcommand] = [
     encode,
+    init,
+    identity,
+    peer,
+    audit,
 ]
 
 VERBOSE_ENV = "HEXPSI_VERBOSE"

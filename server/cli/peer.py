@@ -39,12 +39,16 @@ def register(subparsers: Subparsers) -> None:
     )
     add.add_argument("--window-hours", type=float, metavar="H", help="length of its budget window")
     add.add_argument("--replace", action="store_true", help="re-pin a name that is already pinned")
-    add.set_defaults(func=run_add)
 
     listing = actions.add_parser("list", help="list pinned peers")
     listing.add_argument("directory", metavar="DIR", help="this node's directory")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(func=run_list)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    handlers = {"add": run_add, "list": run_list}
+    return handlers[args.peer_command](args)
 
 
 def _summary(peer: Peer) -> dict[str, object]:
