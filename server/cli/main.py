@@ -23,7 +23,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Protocol
 
 from protocol.errors import HexpsiError
-from server.cli import audit, encode, identity, init, peer
+from server.cli import audit, check, encode, identity, init, peer, positions, serve
 
 if TYPE_CHECKING:
     from server.cli import Subparsers
@@ -40,6 +40,9 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     init,
     identity,
     peer,
+    positions,
+    serve,
+    check,
     audit,
 ]
 

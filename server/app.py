@@ -1,0 +1,134 @@
+"""Start and stop a node's gRPC server: credentials, limits, health and reflection.
+
+``start_server`` binds (port 0 works, for tests) and returns a handle;
+``serve`` runs until SIGTERM/SIGINT, then marks health NOT_SERVING, lets calls
+in flight finish within a grace period and closes the node's databases.
+Mutual TLS is the default; plaintext is refused unless the listen address is a
+loopback address, where only local processes can reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import _async as health_aio  # published as grpc_health.v1.health.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protocol.errors import InputError
+from server.auditlog import AuditLog
+from server.ledger import Ledger
+from server.node import Node, parse_address
+from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
+from server.service import CheckServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    check_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+SHUTDOWN_GRACE_SECONDS = 10.0
+MAX_CONCURRENT_STREAMS = 32
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def server_options(node: Node) -> list[tuple[str, int]]:
+    limit = node.config.limits.max_message_bytes
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+@dataclass
+class RunningServer:
+    """A started server and what must be closed with it."""
+
+    server: grpc.aio.Server
+    port: int
+    servicer: CheckServicer
+    health: health_aio.HealthServicer
+    ledger: Ledger
+    audit: AuditLog
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """NOT_SERVING first, then let calls in flight finish, then close the stores."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.ledger.close()
+        self.audit.close()
+
+
+async def start_server(
+    node: Node, *, plaintext: bool = False, listen: str | None = None
+) -> RunningServer:
+    """Build and start the server for ``node`` on ``listen`` (default: its config)."""
+    address = listen or node.config.listen
+    host, port = parse_address(address, what="listen")
+    if plaintext and not is_loopback(host):
+        raise InputError(
+            f"refusing plaintext on {address}: plaintext is only for loopback testing",
+            hint="listen on 127.0.0.1 or drop --plaintext to use mutual TLS",
+        )
+    ledger = node.open_ledger()
+    audit = node.open_audit_log()
+    servicer = CheckServicer(node, ledger=ledger, audit=audit, plaintext=plaintext)
+    server = grpc.aio.server(options=server_options(node))
+    check_pb2_grpc.add_CheckServiceServicer_to_server(servicer, server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        if plaintext:
+            bound = server.add_insecure_port(bind)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(node.tls_key_pem, node.tls_certificate_pem)],
+                root_certificates=node.trusted_roots_pem(),
+                require_client_auth=True,
+            )
+            bound = server.add_secure_port(bind, credentials)
+    except RuntimeError as exc:
+        ledger.close()
+        audit.close()
+        raise InputError(f"cannot listen on {address}: {exc}") from None
+    await server.start()
+    for name in ("", SERVICE_NAMES[0]):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
+    log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
+    return RunningServer(server, bound, servicer, health, ledger, audit)
+
+
+async def serve(node: Node, *, plaintext: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start_server(node, plaintext=plaintext)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: health NOT_SERVING, finishing calls in flight")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await running.stop()

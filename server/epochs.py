@@ -1,0 +1,221 @@
+"""A responder's epochs on disk: build one from positions, serve the current one.
+
+Layout inside the node directory::
+
+    epochs/current             sequence number of the epoch being served
+    epochs/000007/descriptor   canonical descriptor bytes
+    epochs/000007/signature    Ed25519 signature over them
+    epochs/000007/blocks       the snapshot's blocks, back to back
+    epochs/000007/offsets      u64 big-endian offsets: block i is [o[i], o[i+1])
+
+An epoch is built under a temporary name, renamed into place, and only then
+made current (an atomic replace of ``current``), so a running server never sees
+half an epoch. Keys are not stored: they are re-derived from the master secret
+and the epoch id. The previous epoch is kept so downloads in flight can finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.descriptor import SignedDescriptor
+from protocol.epoch import start_epoch
+from protocol.errors import InputError, LocalProtocolError, Status
+from protocol.gcs import GcsParams
+from protocol.keys import epoch_keys
+from protocol.oprf import KeyPair
+from protocol.randomness import RandomBytes
+from protocol.snapshot import snapshot_params
+from server.executor import local_mapper
+from server.fsutil import atomic_write, fsync_directory, make_private_dir
+from server.node import Node
+
+log = logging.getLogger(__name__)
+
+EPOCHS_DIR = "epochs"
+CURRENT_FILE = "current"
+KEEP_EPOCHS = 2
+_OFFSET = struct.Struct(">Q")
+
+
+class BlockFile:
+    """Random access to a stored snapshot's blocks by index."""
+
+    def __init__(self, directory: Path) -> None:
+        raw = (directory / "offsets").read_bytes()
+        self.offsets = [value for (value,) in _OFFSET.iter_unpack(raw)]
+        self._fd = os.open(directory / "blocks", os.O_RDONLY)
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, index: int) -> bytes:
+        if not 0 <= index < self.count:
+            raise InputError(f"block {index} is outside 0..{self.count - 1}")
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return os.pread(self._fd, end - start, start)
+
+    def chunks(self, start: int, *, max_bytes: int) -> Iterator[tuple[int, list[bytes]]]:
+        """Consecutive blocks from ``start``, grouped into chunks of at most ``max_bytes``."""
+        index = start
+        while index < self.count:
+            first = index
+            blocks: list[bytes] = []
+            size = 0
+            while index < self.count:
+                length = self.offsets[index + 1] - self.offsets[index]
+                if blocks and size + length > max_bytes:
+                    break
+                blocks.append(self.get(index))
+                size += length
+                index += 1
+            yield first, blocks
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+@dataclass
+class ServedEpoch:
+    """Everything the server needs to answer for one epoch."""
+
+    descriptor: SignedDescriptor
+    keys: dict[int, KeyPair]
+    params: GcsParams
+    blocks: BlockFile
+    directory: Path
+
+    @property
+    def sequence(self) -> int:
+        return self.descriptor.descriptor.sequence
+
+
+class EpochStore:
+    """The ``epochs/`` directory of a node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.root = node.directory / EPOCHS_DIR
+
+    def _current_file(self) -> Path:
+        return self.root / CURRENT_FILE
+
+    def current_sequence(self) -> int | None:
+        try:
+            text = self._current_file().read_text().strip()
+        except FileNotFoundError:
+            return None
+        if not text.isdigit():
+            raise LocalProtocolError(f"{self._current_file()} is corrupt: {text!r}")
+        return int(text)
+
+    def current_marker(self) -> tuple[int, int] | None:
+        """A cheap fingerprint of ``current`` to notice a new epoch without reading it."""
+        try:
+            stat = self._current_file().stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def create(
+        self,
+        protected_cells: Iterable[int],
+        *,
+        now: float,
+        rng: RandomBytes = os.urandom,
+        workers: int | None = None,
+    ) -> ServedEpoch:
+        """Build a new epoch from ``protected_cells`` and make it current."""
+        config = self.node.config
+        sequence = (self.current_sequence() or 0) + 1
+        if not self.root.exists():
+            make_private_dir(self.root)
+        staging = self.root / f".{sequence:06d}.building"
+        shutil.rmtree(staging, ignore_errors=True)
+        make_private_dir(staging)
+        offsets = [0]
+        try:
+            with (staging / "blocks").open("wb") as blocks_out, local_mapper(workers) as mapper:
+
+                def sink(block: bytes) -> None:
+                    blocks_out.write(block)
+                    offsets.append(offsets[-1] + len(block))
+
+                epoch = start_epoch(
+                    node=config.name,
+                    sequence=sequence,
+                    master_secret=self.node.oprf_master,
+                    signing_key=self.node.signing_key,
+                    protected_cells=protected_cells,
+                    res=config.res,
+                    res_min=config.res_min,
+                    now=now,
+                    validity_seconds=config.epoch_validity_hours * 3600.0,
+                    max_query_tokens=config.limits.max_query_tokens,
+                    rng=rng,
+                    sink=sink,
+                    mapper=mapper,
+                )
+                blocks_out.flush()
+                os.fsync(blocks_out.fileno())
+            atomic_write(staging / "offsets", b"".join(_OFFSET.pack(o) for o in offsets))
+            atomic_write(staging / "descriptor", epoch.descriptor.encoded)
+            atomic_write(staging / "signature", epoch.descriptor.signature)
+            final = self.root / f"{sequence:06d}"
+            os.replace(staging, final)
+            fsync_directory(self.root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        atomic_write(self._current_file(), f"{sequence}\n".encode())
+        self._prune(keep_from=sequence - KEEP_EPOCHS + 1)
+        log.info(
+            "epoch %d: %d tokens, snapshot %d values in %d bytes",
+            sequence,
+            epoch.snapshot.real_count,
+            epoch.snapshot.params.count,
+            epoch.snapshot.total_bytes,
+        )
+        return self.load(sequence)
+
+    def _prune(self, *, keep_from: int) -> None:
+        for path in self.root.iterdir():
+            if path.name.isdigit() and int(path.name) < keep_from:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def load(self, sequence: int) -> ServedEpoch:
+        """Load a stored epoch, checking its signature with this node's own key."""
+        directory = self.root / f"{sequence:06d}"
+        try:
+            encoded = (directory / "descriptor").read_bytes()
+            signature = (directory / "signature").read_bytes()
+        except FileNotFoundError:
+            raise LocalProtocolError(
+                f"epoch {sequence} is missing from {self.root}", status=Status.UNAVAILABLE
+            ) from None
+        descriptor = SignedDescriptor.verify(
+            encoded, signature, self.node.signing_key.verify_key, now=None
+        )
+        d = descriptor.descriptor
+        keys = epoch_keys(self.node.oprf_master, d.epoch_id, res=d.res, res_min=d.res_min)
+        if any(keys[r].public != d.public_keys[r] for r in keys):
+            raise LocalProtocolError(
+                f"epoch {sequence} was not made with this node's OPRF master secret"
+            )
+        params = snapshot_params(d)
+        blocks = BlockFile(directory)
+        if blocks.count != params.block_count:
+            blocks.close()
+            raise LocalProtocolError(f"epoch {sequence}: snapshot block count does not match")
+        return ServedEpoch(descriptor, keys, params, blocks, directory)
+
+    def current(self) -> ServedEpoch | None:
+        sequence = self.current_sequence()
+        return None if sequence is None else self.load(sequence)

@@ -1,0 +1,297 @@
+"""The responder's gRPC servicer: identify the caller, enforce limits, run the protocol.
+
+Each RPC identifies the caller (its pinned TLS certificate, or in loopback
+plaintext mode the ``hexpsi-peer`` metadata), then hands the request to the
+sans-IO session from ``protocol``. Every error a peer can provoke surfaces as
+the status the protocol chose, with a message a person can act on; an
+unexpected exception is a bug, logged with its traceback and reported as
+INTERNAL without details.
+
+Order inside Evaluate: validate everything (no group operation yet), claim the
+session id, charge the area budget, evaluate and prove in a worker thread, log
+the signed audit entry, store the receipt, answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from protocol.check import ResponderCheck
+from protocol.errors import HexpsiError, RemoteProtocolError, Status
+from protocol.messages import Receipt
+from protocol.randomness import RandomBytes
+from server.auditlog import AuditLog
+from server.epochs import EpochStore, ServedEpoch
+from server.fsutil import atomic_write, make_private_dir
+from server.ledger import Ledger
+from server.node import Node, Peer
+from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
+from server.wire import GRPC_CODES, PEER_METADATA_KEY, request_to_query, response_to_message
+
+log = logging.getLogger(__name__)
+
+RECEIPTS_DIR = "receipts"
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+T = TypeVar("T")
+
+
+class Refusal(Exception):
+    """A deliberate gRPC status with its message, raised inside a handler."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _status_of(error: HexpsiError) -> grpc.StatusCode:
+    return GRPC_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class EpochWatcher:
+    """The current epoch, reloaded when ``hexpsi positions`` makes a new one."""
+
+    def __init__(self, store: EpochStore) -> None:
+        self.store = store
+        self._marker: tuple[int, int] | None = None
+        self._epoch: ServedEpoch | None = None
+
+    def get(self) -> ServedEpoch:
+        marker = self.store.current_marker()
+        if marker != self._marker or self._epoch is None:
+            epoch = self.store.current()
+            if epoch is not None and self._epoch is not None:
+                log.info("serving epoch %d (was %d)", epoch.sequence, self._epoch.sequence)
+            self._epoch, self._marker = epoch, marker
+        if self._epoch is None:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {self.store.node.name!r} has no protected positions yet "
+                "(its operator runs: hexpsi positions DIR POSITIONS)",
+            )
+        return self._epoch
+
+
+class CheckServicer(check_pb2_grpc.CheckServiceServicer):
+    """``hexpsi.v1.CheckService`` for one node."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        ledger: Ledger,
+        audit: AuditLog,
+        plaintext: bool = False,
+        clock: Callable[[], float] = time.time,
+        rng: RandomBytes = os.urandom,
+    ) -> None:
+        self.node = node
+        self.ledger = ledger
+        self.audit = audit
+        self.plaintext = plaintext
+        self.clock = clock
+        self.rng = rng
+        self.epochs = EpochWatcher(EpochStore(node))
+        self._active: dict[str, int] = {}
+        self.receipts_dir = node.directory / RECEIPTS_DIR
+
+    # -- caller identity and limits
+
+    def caller(self, context: grpc.aio.ServicerContext) -> Peer:  # type: ignore[type-arg]
+        """The pinned peer making this call, or a refusal."""
+        if self.plaintext:
+            names = [v for k, v in context.invocation_metadata() or () if k == PEER_METADATA_KEY]
+            if len(names) != 1 or not isinstance(names[0], str):
+                raise Refusal(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"plaintext mode: name yourself with one {PEER_METADATA_KEY!r} metadata entry",
+                )
+            try:
+                return self.node.peer(names[0])
+            except HexpsiError:
+                raise Refusal(
+                    grpc.StatusCode.PERMISSION_DENIED, f"{names[0]!r} is not a pinned peer"
+                ) from None
+        certificates = list(context.auth_context().get("x509_pem_cert", []))
+        if len(certificates) != 1:
+            raise Refusal(
+                grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required (mutual TLS)"
+            )
+        peer = self.node.peer_by_certificate(certificates[0])
+        if peer is None:
+            raise Refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "your certificate is not pinned here; ask the operator to run hexpsi peer add",
+            )
+        return peer
+
+    @contextmanager
+    def session_slot(self, peer: Peer) -> Iterator[None]:
+        """At most ``max_sessions_per_peer`` concurrent calls per peer."""
+        limit = self.node.config.limits.max_sessions_per_peer
+        if self._active.get(peer.name, 0) >= limit:
+            raise Refusal(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"peer {peer.name} already has {limit} calls in progress; retry when one ends",
+            )
+        self._active[peer.name] = self._active.get(peer.name, 0) + 1
+        try:
+            yield
+        finally:
+            self._active[peer.name] -= 1
+
+    async def _guard(self, context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:  # type: ignore[type-arg]
+        try:
+            return await work
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+        except HexpsiError as error:
+            await context.abort(_status_of(error), error.explain())
+        raise AssertionError("context.abort returned")
+
+    # -- RPCs
+
+    async def GetDescriptor(
+        self,
+        request: check_pb2.GetDescriptorRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> check_pb2.GetDescriptorResponse:
+        async def work() -> check_pb2.GetDescriptorResponse:
+            self.caller(context)
+            epoch = self.epochs.get()
+            return check_pb2.GetDescriptorResponse(
+                descriptor=epoch.descriptor.encoded, signature=epoch.descriptor.signature
+            )
+
+        return await self._guard(context, work())
+
+    async def GetSnapshot(
+        self,
+        request: check_pb2.GetSnapshotRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[check_pb2.GetSnapshotResponse]:
+        try:
+            peer = self.caller(context)
+            epoch = self.epochs.get()
+            if request.epoch_id != epoch.descriptor.descriptor.epoch_id:
+                raise Refusal(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "that epoch is not current; fetch the descriptor again",
+                )
+            count = epoch.blocks.count
+            if request.start_block > count:
+                raise Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"start_block {request.start_block} is past the {count} blocks",
+                )
+            with self.session_slot(peer):
+                for first, blocks in epoch.blocks.chunks(
+                    request.start_block, max_bytes=SNAPSHOT_CHUNK_BYTES
+                ):
+                    yield check_pb2.GetSnapshotResponse(
+                        first_block=first, blocks=blocks, block_count=count
+                    )
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+        except HexpsiError as error:
+            await context.abort(_status_of(error), error.explain())
+
+    async def Evaluate(
+        self,
+        request: check_pb2.EvaluateRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> check_pb2.EvaluateResponse:
+        return await self._guard(context, self._evaluate(request, context))
+
+    async def _evaluate(
+        self,
+        request: check_pb2.EvaluateRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> check_pb2.EvaluateResponse:
+        peer = self.caller(context)
+        with self.session_slot(peer):
+            epoch = self.epochs.get()
+            query = request_to_query(request)
+            session = ResponderCheck(
+                descriptor=epoch.descriptor,
+                keys=epoch.keys,
+                signing_key=self.node.signing_key,
+                proposer=peer.name,
+                rng=self.rng,
+            )
+            now = self.clock()
+            assessment = await asyncio.to_thread(session.receive, query, now=now)
+            await asyncio.to_thread(self.ledger.claim_session, peer.name, query.session_id, now)
+            charge = await asyncio.to_thread(
+                self.ledger.charge_area,
+                peer.name,
+                assessment.area_km2,
+                limit_km2=peer.budget_km2,
+                window_seconds=peer.window_seconds,
+                now=now,
+            )
+            response = await asyncio.to_thread(session.respond, now=now)
+            receipt = response.receipt
+            await asyncio.to_thread(self._store_receipt, receipt)
+            await asyncio.to_thread(
+                self.audit.append,
+                "evaluate",
+                peer.name,
+                {
+                    "receipt_id": receipt.receipt_id,
+                    "epoch_sequence": epoch.sequence,
+                    "epoch_id": epoch.descriptor.descriptor.epoch_id.hex(),
+                    "session_id": query.session_id.hex(),
+                    "transcript_hash": receipt.transcript_hash.hex(),
+                    "group_sizes": {str(r): n for r, n in sorted(assessment.group_sizes.items())},
+                    "area_km2": assessment.area_km2,
+                    "remaining_km2": charge.remaining,
+                    "window_resets_at": charge.window.end,
+                },
+                now,
+            )
+            log.info(
+                "evaluated %d elements for %s: %.3f km², %.3f km² left",
+                query.element_count,
+                peer.name,
+                assessment.area_km2,
+                charge.remaining,
+            )
+            return response_to_message(response)
+
+    def _store_receipt(self, receipt: Receipt) -> None:
+        if not self.receipts_dir.exists():
+            make_private_dir(self.receipts_dir)
+        atomic_write(self.receipts_dir / receipt.receipt_id, receipt.encode())
+
+    async def GetReceipt(
+        self,
+        request: check_pb2.GetReceiptRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> check_pb2.GetReceiptResponse:
+        async def work() -> check_pb2.GetReceiptResponse:
+            peer = self.caller(context)
+            receipt_id = request.receipt_id
+            if len(receipt_id) != 32 or any(c not in "0123456789abcdef" for c in receipt_id):
+                raise RemoteProtocolError("receipt_id must be 32 lowercase hex characters")
+            path: Path = self.receipts_dir / receipt_id
+            try:
+                receipt = Receipt.decode(path.read_bytes())
+            except FileNotFoundError:
+                receipt = None
+            if receipt is None or receipt.proposer != peer.name:
+                raise HexpsiError(
+                    f"no receipt {receipt_id} for {peer.name}", status=Status.NOT_FOUND
+                )
+            return check_pb2.GetReceiptResponse(receipt=receipt.encode())
+
+        return await self._guard(context, work())

@@ -1,0 +1,154 @@
+"""A proposer's cache of downloaded snapshots: resumable, verified, one per peer epoch.
+
+Layout inside the node directory::
+
+    cache/<peer>/latest            highest descriptor sequence accepted from the peer
+    cache/<peer>/<epoch>/blocks    downloaded blocks, back to back (appended as they arrive)
+    cache/<peer>/<epoch>/offsets   u64 big-endian end offset of each stored block
+    cache/<peer>/<epoch>/complete  present once the whole snapshot matched its digest
+
+Every block is checked (decodes, continues the sorted order) before it is
+appended, and the whole set against the descriptor's digest before it is used;
+a block read back later is checked against its Merkle leaf again. An
+interrupted download resumes at the first missing block. Older epochs of a
+peer are dropped once a newer one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+from protocol.descriptor import SignedDescriptor
+from protocol.errors import HexpsiError
+from protocol.gcs import SnapshotReader
+from protocol.snapshot import snapshot_params
+from server.fsutil import atomic_write, make_private_dir
+
+CACHE_DIR = "cache"
+_OFFSET = struct.Struct(">Q")
+
+
+class CachedSnapshot:
+    """One peer epoch's snapshot on disk, with the reader that verifies and queries it."""
+
+    def __init__(self, directory: Path, descriptor: SignedDescriptor) -> None:
+        self.directory = directory
+        self.descriptor = descriptor
+        self.params = snapshot_params(descriptor.descriptor)
+        if not directory.exists():
+            make_private_dir(directory)
+        self._offsets: list[int] = [0]
+        self.reader = SnapshotReader(self.params, self._read_block)
+        self._load_existing()
+
+    @property
+    def complete(self) -> bool:
+        return self.reader.verified
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._offsets[-1]
+
+    def _read_block(self, index: int) -> bytes:
+        start, end = self._offsets[index], self._offsets[index + 1]
+        with (self.directory / "blocks").open("rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    def _load_existing(self) -> None:
+        """Re-verify what an earlier (maybe interrupted) download stored."""
+        blocks_path = self.directory / "blocks"
+        offsets_path = self.directory / "offsets"
+        if not blocks_path.exists() or not offsets_path.exists():
+            self._reset()
+            return
+        raw = offsets_path.read_bytes()
+        ends = [end for (end,) in _OFFSET.iter_unpack(raw[: len(raw) - len(raw) % _OFFSET.size])]
+        data = blocks_path.read_bytes()
+        try:
+            start = 0
+            for index, end in enumerate(ends):
+                if end > len(data):
+                    break
+                self.reader.add_block(index, data[start:end])
+                self._offsets.append(end)
+                start = end
+            if self.reader.complete:
+                self.reader.finish(self.descriptor.descriptor.snapshot_root)
+        except HexpsiError:
+            self.reader = SnapshotReader(self.params, self._read_block)
+            self._offsets = [0]
+            self._reset()
+            return
+        # Drop anything after the last whole, verified block (a torn append).
+        with blocks_path.open("r+b") as handle:
+            handle.truncate(self._offsets[-1])
+        atomic_write(offsets_path, b"".join(_OFFSET.pack(end) for end in self._offsets[1:]))
+
+    def _reset(self) -> None:
+        for name in ("blocks", "offsets", "complete"):
+            (self.directory / name).unlink(missing_ok=True)
+        (self.directory / "blocks").touch()
+        (self.directory / "offsets").touch()
+
+    def append(self, first_index: int, blocks: list[bytes]) -> None:
+        """Verify and store a streamed chunk of consecutive blocks."""
+        with (
+            (self.directory / "blocks").open("ab") as blocks_out,
+            (self.directory / "offsets").open("ab") as offsets_out,
+        ):
+            for offset, block in enumerate(blocks):
+                self.reader.add_block(first_index + offset, block)
+                blocks_out.write(block)
+                self._offsets.append(self._offsets[-1] + len(block))
+                offsets_out.write(_OFFSET.pack(self._offsets[-1]))
+            blocks_out.flush()
+            os.fsync(blocks_out.fileno())
+            offsets_out.flush()
+            os.fsync(offsets_out.fileno())
+
+    def finish(self) -> None:
+        """Check the whole snapshot against the signed digest and mark it complete."""
+        self.reader.finish(self.descriptor.descriptor.snapshot_root)
+        atomic_write(self.directory / "complete", b"")
+
+
+class SnapshotCache:
+    """All cached snapshots of a node, by peer."""
+
+    def __init__(self, node_directory: Path) -> None:
+        self.root = node_directory / CACHE_DIR
+
+    def _peer_dir(self, peer: str) -> Path:
+        directory = self.root / peer
+        if not directory.exists():
+            if not self.root.exists():
+                make_private_dir(self.root)
+            make_private_dir(directory)
+        return directory
+
+    def latest_sequence(self, peer: str) -> int | None:
+        try:
+            return int((self.root / peer / "latest").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def accept_sequence(self, peer: str, sequence: int) -> None:
+        """Remember the newest descriptor seen, so an older one is refused as a replay."""
+        if sequence > (self.latest_sequence(peer) or -1):
+            atomic_write(self._peer_dir(peer) / "latest", str(sequence).encode())
+
+    def open(self, peer: str, descriptor: SignedDescriptor) -> CachedSnapshot:
+        epoch = descriptor.descriptor.epoch_id.hex()
+        cached = CachedSnapshot(self._peer_dir(peer) / epoch, descriptor)
+        if cached.complete:
+            self._drop_others(peer, keep=epoch)
+        return cached
+
+    def _drop_others(self, peer: str, *, keep: str) -> None:
+        for path in (self.root / peer).iterdir():
+            if path.is_dir() and path.name != keep:
+                shutil.rmtree(path, ignore_errors=True)
