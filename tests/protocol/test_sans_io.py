@@ -37,8 +37,8 @@ FORBIDDEN_NAMES = {
     "randombytes",
     "crypto_core_ristretto255_random",
     "crypto_core_ristretto255_scalar_random",
-    "open",
 }
+FORBIDDEN_BUILTINS = {"open", "input", "print"}
 
 
 def _violations(path: Path) -> list[str]:
@@ -57,7 +57,7 @@ def _violations(path: Path) -> list[str]:
                 found.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
             if node.attr in FORBIDDEN_NAMES:
                 found.append(f"{path.name}:{node.lineno} uses {node.attr}")
-        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES | FORBIDDEN_BUILTINS:
             found.append(f"{path.name}:{node.lineno} uses {node.id}")
     return found
 
@@ -74,5 +74,8 @@ def test_protocol_imports_no_io() -> None:
 def test_detector_catches_a_violation(tmp_path: Path) -> None:
     """The scanner itself must fail on code that breaks the rule."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import grpc\nimport os\nx = os.urandom(8)\nfrom time import time\n")
-    assert len(_violations(bad)) == 2
+    bad.write_text(
+        "import grpc\nimport os\nx = os.urandom(8)\nfrom time import time\n"
+        "data = open('f').read()\nreader.open(3)\n"
+    )
+    assert len(_violations(bad)) == 3
