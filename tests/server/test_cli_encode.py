@@ -276,6 +276,30 @@ def test_bad_default_radius(
     assert message.startswith("--radius-m must be a finite number >= 0")
 
 
+def test_a_cover_too_large_to_build_is_refused_up_front(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("lat,lng\n33.5,38.6\n")
+    message = run_error(capsys, str(path), "--res", "15", "--radius-m", "5000")
+    # pi * (5 km)^2 over 0.9 m2 cells: about 87 million.
+    assert message.startswith("the cover at resolution 15 would be about 8")
+    assert "cells, more than --max-cells 5,000,000" in message
+    assert message.endswith("(use a coarser --res, or raise --max-cells)")
+
+
+def test_max_cells_is_checked_exactly_on_small_covers(
+    capsys: pytest.CaptureFixture[str], positions: Path
+) -> None:
+    count = json.loads(run_ok(capsys, str(positions)))["count"]
+    assert json.loads(run_ok(capsys, str(positions), "--max-cells", str(count)))["count"] == count
+    message = run_error(capsys, str(positions), "--max-cells", str(count - 1))
+    assert f"more than --max-cells {count - 1:,}" in message
+    assert "--max-cells must be at least 1, got 0" in run_error(
+        capsys, str(positions), "--max-cells", "0"
+    )
+
+
 BAD_FILES = [
     (
         '{"type":"FeatureCollection","features":[{"type":"Feature","id":"tanf",'
