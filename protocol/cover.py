@@ -119,7 +119,7 @@ def _circle_cover(center: LatLng, radius_m: float, res: int) -> set[int]:
     reach = _Reach([center], radius_m, res)
     if reach.polar:
         return _flood_arc(center, center, reach.sphere_m, res)
-    return _overlap_cells(_cap_ring(center, reach.polygon_m, res), (), res)
+    return _overlap_cells(_cap_ring(center, reach.polygon_m, res), (), [center], res)
 
 
 def _vertex_count(inradius_m: float, turn: float, res: int) -> int:
@@ -171,7 +171,7 @@ def _segment_cover(a: LatLng, b: LatLng, buffer_m: float, res: int) -> set[int]:
     reach = _Reach(skeleton, buffer_m, res)
     if reach.polar:
         return _flood_arc(a, b, reach.sphere_m, res)
-    return _overlap_cells(_capsule_ring(skeleton, reach.polygon_m, res), (), res)
+    return _overlap_cells(_capsule_ring(skeleton, reach.polygon_m, res), (), skeleton, res)
 
 
 def _capsule_ring(skeleton: Sequence[LatLng], inradius_m: float, res: int) -> list[LatLng]:
@@ -227,16 +227,17 @@ def _area_cover(area: Area, res: int) -> set[int]:
     dense = [_dense_ring(ring) for ring in rings]
     reach = _Reach([p for ring in dense for p in ring], area.buffer_m, res)
     exterior = [sphere.to_vector(p) for p in area.exterior]
-    holds_pole = any(
-        sphere.winding_number(pole, exterior) for pole in (sphere.NORTH_POLE, sphere.SOUTH_POLE)
-    )
+    # The ring parts the poles exactly when one of them is inside it.
+    holds_pole = sphere.winding_number(sphere.NORTH_POLE, exterior) != 0
     if reach.polar or holds_pole:
         return _polar_area_cover(area, reach.sphere_m, res)
-    cells = _overlap_cells(dense[0], dense[1:], res)
+    cells = _overlap_cells(dense[0], dense[1:], (), res)
     for ring in rings:
         for a, b in _ring_edges(ring):
             skeleton = sphere.densify(a, b, MAX_POLYGON_EDGE_M)
-            cells |= _overlap_cells(_capsule_ring(skeleton, reach.polygon_m, res), (), res)
+            cells |= _overlap_cells(
+                _capsule_ring(skeleton, reach.polygon_m, res), (), skeleton, res
+            )
     return cells
 
 
@@ -281,11 +282,23 @@ def _polar_area_cover(area: Area, reach_m: float, res: int) -> set[int]:
 
 
 def _overlap_cells(
-    outer: Sequence[LatLng], holes: Sequence[Sequence[LatLng]], res: int
+    outer: Sequence[LatLng],
+    holes: Sequence[Sequence[LatLng]],
+    anchors: Iterable[LatLng],
+    res: int,
 ) -> set[int]:
-    """Cells overlapping a polygon, by h3's C code (straight edges in lat/lng)."""
+    """Cells overlapping a polygon by h3's C code, plus the cells holding ``anchors``.
+
+    h3 tests overlap with straight (lat, lng) edges: a cell counts if its centre
+    is inside, if the boundaries cross, or if the polygon's first vertex lies in
+    it. A polygon inside a cell's straight-edged outline whose first vertex pokes
+    across the cell's true (bowed) edge is therefore missed; the cells holding
+    the shape's own points (deep inside the polygon) restore it.
+    """
     shape = h3.LatLngPoly(list(outer), *[list(hole) for hole in holes])
-    return set(h3.h3shape_to_cells_experimental(shape, res, "overlap"))
+    cells = set(h3.h3shape_to_cells_experimental(shape, res, "overlap"))
+    cells.update(h3.latlng_to_cell(lat, lng, res) for lat, lng in anchors)
+    return cells
 
 
 def _flood(seeds: Iterable[int], keep: Callable[[int], bool]) -> set[int]:
