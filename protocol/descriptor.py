@@ -9,6 +9,7 @@ than one it has already seen (a replayed descriptor from an earlier epoch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ SIGNATURE_SIZE = 64
 ROOT_SIZE = 32
 OUTPUT_POLICIES = ("cells", "count")
 CLOCK_SKEW_SECONDS = 300.0
+MAX_NODE_SIZE = 63
+MAX_PARAMS_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,20 @@ class Descriptor:
             raise LocalProtocolError("descriptor must be valid for a positive time")
         if len(self.snapshot_root) != ROOT_SIZE:
             raise LocalProtocolError(f"snapshot root must be {ROOT_SIZE} bytes")
+        # Everything decode() would refuse is refused here, so every descriptor round-trips.
+        if len(self.node.encode("utf-8")) > MAX_NODE_SIZE:
+            raise LocalProtocolError(f"node name must be at most {MAX_NODE_SIZE} bytes")
+        if len(self.snapshot_params) > MAX_PARAMS_SIZE:
+            raise LocalProtocolError(f"snapshot parameters exceed {MAX_PARAMS_SIZE} bytes")
+        if not math.isfinite(self.created_at) or not math.isfinite(self.valid_until):
+            raise LocalProtocolError("descriptor times must be finite")
+        for name, value, bits in (
+            ("sequence", self.sequence, 64),
+            ("snapshot_bytes", self.snapshot_bytes, 64),
+            ("max_query_tokens", self.max_query_tokens, 32),
+        ):
+            if not 0 <= value < 1 << bits:
+                raise LocalProtocolError(f"{name} must fit in {bits} unsigned bits, got {value}")
 
     def encode(self) -> bytes:
         writer = (
@@ -87,7 +104,7 @@ class Descriptor:
     def decode(cls, data: bytes) -> Descriptor:
         reader = Reader(data, what="epoch descriptor")
         reader.expect(DESCRIPTOR_LABEL)
-        node = reader.text(max_size=63)
+        node = reader.text(max_size=MAX_NODE_SIZE)
         epoch_id = reader.fixed(EPOCH_ID_SIZE)
         sequence = reader.u64()
         created_at = reader.f64()
@@ -97,7 +114,7 @@ class Descriptor:
         if not res_min <= res <= 15:
             raise VerificationError("epoch descriptor holds impossible resolutions")
         keys = {r: validate_element(reader.fixed(ELEMENT_SIZE)) for r in range(res_min, res + 1)}
-        params = reader.blob(max_size=1024)
+        params = reader.blob(max_size=MAX_PARAMS_SIZE)
         root = reader.fixed(ROOT_SIZE)
         snapshot_bytes = reader.u64()
         max_query_tokens = reader.u32()

@@ -48,11 +48,22 @@ def check_resolutions(res: int, res_min: int) -> None:
         raise InputError(f"res_min ({res_min}) must not be finer than res ({res})")
 
 
+def is_cell(cell: object) -> bool:
+    """Whether ``cell`` is a valid H3 cell index (an int; never raises for other values)."""
+    return (
+        isinstance(cell, int)
+        and not isinstance(cell, bool)
+        and 0 <= cell < 1 << 64
+        and bool(h3.is_valid_cell(cell))
+    )
+
+
 def _check_cells(cells: Iterable[int], res: int) -> set[int]:
     checked: set[int] = set()
     for cell in cells:
-        if not h3.is_valid_cell(cell):
-            raise InputError(f"{cell:#x} is not a valid H3 cell")
+        if not is_cell(cell):
+            shown = f"{cell:#x}" if isinstance(cell, int) else repr(cell)
+            raise InputError(f"{shown} is not a valid H3 cell")
         if h3.get_resolution(cell) != res:
             raise InputError(
                 f"cell {h3.int_to_str(cell)} is at resolution {h3.get_resolution(cell)}, "
