@@ -202,28 +202,29 @@ def encode_blocks(sorted_values: Iterable[int], params: GcsParams) -> Iterator[b
     the offending value is reached.
     """
     limit, bits, blocks = 1 << params.bits, params.bits, params.block_count
-    current = 0
+    current, boundary = 0, params.block_range(0)[1]
     block: list[int] = []
     seen = 0
     previous = -1
     for value in sorted_values:
-        if not previous < value < limit:
-            raise InputError(
-                f"value number {seen} must exceed the one before and fit in {params.bits} bits"
-            )
-        if seen == params.count:
-            raise InputError(f"more than the announced {params.count} values")
-        index = (value * blocks) >> bits
-        while current < index:
-            yield _encode_block(block, params, current)
-            block = []
-            current += 1
+        if value >= boundary:
+            if value >= limit:
+                raise InputError(f"value {value} does not fit in {bits} bits")
+            index = (value * blocks) >> bits
+            while current < index:
+                seen += len(block)
+                yield _encode_block(block, params, current)
+                block = []
+                current += 1
+            boundary = params.block_range(current)[1]
+        elif value <= previous:
+            raise InputError("values must be strictly increasing (no duplicates)")
         block.append(value)
-        seen += 1
         previous = value
-    if seen != params.count:
-        raise InputError(f"got {seen} values, the parameters announce {params.count}")
     while current < blocks:
+        seen += len(block)
+        if current == blocks - 1 and seen != params.count:
+            raise InputError(f"got {seen} values, the parameters announce {params.count}")
         yield _encode_block(block, params, current)
         block = []
         current += 1
