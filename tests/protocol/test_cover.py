@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -10,10 +11,10 @@ import pytest
 
 from protocol import cover, sphere
 from protocol.errors import InputError
-from protocol.shapes import Area, Circle, Feature, Path
+from protocol.shapes import Area, Circle, Feature, LatLng, Path
 
 
-def _exact_disk(center, radius_m, res):
+def _exact_disk(center: LatLng, radius_m: float, res: int) -> set[int]:
     """The exact cover: every cell whose boundary comes within reach of the centre."""
     reach = cover._Reach([center], radius_m, res)
     return cover._flood_arc(center, center, reach.sphere_m, res)
@@ -50,9 +51,11 @@ def test_radius_zero_is_the_cell_of_the_point():
 def test_a_point_on_a_cell_corner_covers_every_cell_sharing_it():
     cell = h3.latlng_to_cell(33.5, 38.6, 9)
     corner = h3.cell_to_boundary(cell)[0]
-    touching = {c for c in h3.grid_disk(cell, 1) if any(
-        sphere.haversine_m(corner, v) < 0.001 for v in h3.cell_to_boundary(c)
-    )}
+    touching = {
+        c
+        for c in h3.grid_disk(cell, 1)
+        if any(sphere.haversine_m(corner, v) < 0.001 for v in h3.cell_to_boundary(c))
+    }
     assert len(touching) == 3
     assert touching <= cover.shape_to_cover(Circle(corner, 0.0), 9)
 
@@ -113,7 +116,9 @@ def test_pentagon_centre():
     for res in (5, 9):
         pentagon = h3.get_pentagons(res)[3]
         center = h3.cell_to_latlng(pentagon)
-        cells = cover.shape_to_cover(Circle(center, 3 * h3.average_hexagon_edge_length(res, "m")), res)
+        cells = cover.shape_to_cover(
+            Circle(center, 3 * h3.average_hexagon_edge_length(res, "m")), res
+        )
         assert pentagon in cells
         assert set(h3.grid_disk(pentagon, 1)) <= cells
 
@@ -123,7 +128,7 @@ def test_path_cover_holds_its_corridor():
     line = Path(points, 500.0)
     cells = cover.shape_to_cover(line, 9)
     rng = random.Random(2)
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         for p in sphere.densify(a, b, 300.0):
             assert h3.latlng_to_cell(*p, 9) in cells
             side = sphere.destination(p, rng.uniform(0, 360), rng.uniform(0, 500.0))
@@ -211,9 +216,7 @@ def test_feature_cover_is_the_union_of_its_shapes():
 
 def test_cover_area_is_the_sum_of_exact_cell_areas():
     cells = cover.shape_to_cover(Circle((33.5, 38.6), 2_000.0), 9)
-    assert cover.cover_area_km2(cells) == pytest.approx(
-        sum(h3.cell_area(c, "km^2") for c in cells)
-    )
+    assert cover.cover_area_km2(cells) == pytest.approx(sum(h3.cell_area(c, "km^2") for c in cells))
     assert cover.cover_area_km2([]) == 0.0
     disk_km2 = math.pi * 2.0**2
     assert disk_km2 < cover.cover_area_km2(cells) < 1.4 * disk_km2

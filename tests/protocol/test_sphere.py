@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import sphere
+from protocol.shapes import LatLng
 
 LAT = st.floats(-90, 90)
 LNG = st.floats(-180, 180)
@@ -41,7 +43,8 @@ def test_destination_crosses_the_antimeridian_and_the_pole():
     east = sphere.destination((0.0, 179.9), 90.0, 30_000)
     assert -180 < east[1] < -179.6
     over = sphere.destination((89.9, 0.0), 0.0, 30_000)
-    assert abs(over[1]) == pytest.approx(180.0) and over[0] < 89.9
+    assert abs(over[1]) == pytest.approx(180.0)
+    assert over[0] < 89.9
 
 
 @settings(max_examples=100, deadline=None)
@@ -50,14 +53,15 @@ def test_densify_stays_on_the_arc_with_short_steps(a, b, step):
     if sphere.haversine_m(a, b) > 2_000_000:
         b = sphere.destination(a, 45.0, 2_000_000)
     points = sphere.densify(a, b, step)
-    assert points[0] == a and points[-1] == b
+    assert points[0] == a
+    assert points[-1] == b
     va, vb = sphere.to_vector(a), sphere.to_vector(b)
-    for p, q in zip(points, points[1:], strict=False):
+    for p, q in itertools.pairwise(points):
         assert sphere.haversine_m(p, q) <= step * (1 + 1e-9) + 1e-6
         assert sphere.point_to_arc_m(sphere.to_vector(p), va, vb) < 1e-3
 
 
-def _brute_point_to_arc(p, a, b):
+def _brute_point_to_arc(p: LatLng, a: LatLng, b: LatLng) -> float:
     return min(sphere.haversine_m(p, q) for q in sphere.densify(a, b, 5.0))
 
 
@@ -142,7 +146,7 @@ def test_wgs84_stretch_is_the_worst_local_ratio():
     assert sphere.wgs84_stretch(60.0) == 1.0
     lats = [0.5 * i for i in range(181)]
     stretches = [sphere.wgs84_stretch(lat) for lat in lats]
-    assert all(x >= y for x, y in zip(stretches, stretches[1:], strict=False))
+    assert all(x >= y for x, y in itertools.pairwise(stretches))
     rng = random.Random(7)
     for _ in range(2000):
         lat = rng.uniform(-89.9, 89.9)
