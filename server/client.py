@@ -23,7 +23,7 @@ import grpc
 
 from protocol.check import CheckResult, ProposerCheck
 from protocol.descriptor import SignedDescriptor
-from protocol.errors import HexpsiError, Status
+from protocol.errors import HexpsiError, RemoteProtocolError, Status, VerificationError
 from protocol.evidence import export_evidence
 from protocol.messages import Query, Response
 from server.fsutil import atomic_write, make_private_dir
@@ -129,7 +129,14 @@ class PeerClient:
     async def download_snapshot(
         self, cached: CachedSnapshot, *, progress: Progress | None = None
     ) -> None:
-        """Fetch whatever blocks ``cached`` still lacks, verifying each, then the digest."""
+        """Fetch whatever blocks ``cached`` still lacks, verifying each, then the digest.
+
+        Blocks kept from an interrupted download can only be checked against the
+        digest once the snapshot is whole; if a resumed download then fails
+        verification, the stored part is dropped and the snapshot fetched once more
+        from the start, so a damaged cache costs a download rather than the check.
+        A fresh download that fails is the peer's fault and is reported as such.
+        """
         descriptor = cached.descriptor.descriptor
         total = descriptor.snapshot_bytes
         if total > MAX_SNAPSHOT_BYTES or cached.params.max_snapshot_bytes() < total:
@@ -137,30 +144,46 @@ class PeerClient:
                 f"peer {self.peer.name} announces a {total}-byte snapshot; refusing to download",
                 status=Status.PERMISSION_DENIED,
             )
-        if not cached.reader.complete:
-            request = check_pb2.GetSnapshotRequest(
-                epoch_id=descriptor.epoch_id, start_block=cached.reader.next_index
+        resumed = 0 < cached.reader.next_index < cached.params.block_count
+        try:
+            await self._stream_missing(cached, progress)
+            await asyncio.to_thread(cached.finish)
+        except RemoteProtocolError:
+            await asyncio.to_thread(cached.discard)
+            if not resumed:
+                raise
+            log.warning(
+                "snapshot of %s failed verification after resuming; fetching it again",
+                self.peer.name,
             )
-            try:
-                async for chunk in self.stub.GetSnapshot(
-                    request, timeout=SNAPSHOT_TIMEOUT_SECONDS, metadata=self.metadata
-                ):
-                    if chunk.block_count != cached.params.block_count:
-                        raise HexpsiError(
-                            f"peer {self.peer.name} streams a snapshot of a different size",
-                            status=Status.PERMISSION_DENIED,
-                        )
-                    await asyncio.to_thread(cached.append, chunk.first_block, list(chunk.blocks))
-                    if cached.stored_bytes > total:
-                        raise HexpsiError(
-                            f"peer {self.peer.name} sent more snapshot bytes than announced",
-                            status=Status.PERMISSION_DENIED,
-                        )
-                    if progress:
-                        progress(cached.stored_bytes, total)
-            except grpc.aio.AioRpcError as error:
-                raise self._failure(error, "the snapshot download") from None
-        await asyncio.to_thread(cached.finish)
+            await self._stream_missing(cached, progress)
+            await asyncio.to_thread(cached.finish)
+
+    async def _stream_missing(self, cached: CachedSnapshot, progress: Progress | None) -> None:
+        if cached.reader.complete:
+            return
+        descriptor = cached.descriptor.descriptor
+        total = descriptor.snapshot_bytes
+        request = check_pb2.GetSnapshotRequest(
+            epoch_id=descriptor.epoch_id, start_block=cached.reader.next_index
+        )
+        try:
+            async for chunk in self.stub.GetSnapshot(
+                request, timeout=SNAPSHOT_TIMEOUT_SECONDS, metadata=self.metadata
+            ):
+                if chunk.block_count != cached.params.block_count:
+                    raise VerificationError(
+                        f"peer {self.peer.name} streams a snapshot of a different size"
+                    )
+                await asyncio.to_thread(cached.append, chunk.first_block, list(chunk.blocks))
+                if cached.stored_bytes > total:
+                    raise VerificationError(
+                        f"peer {self.peer.name} sent more snapshot bytes than announced"
+                    )
+                if progress:
+                    progress(cached.stored_bytes, total)
+        except grpc.aio.AioRpcError as error:
+            raise self._failure(error, "the snapshot download") from None
 
     async def evaluate(self, query: Query) -> Response:
         try:

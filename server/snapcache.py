@@ -79,14 +79,18 @@ class CachedSnapshot:
             if self.reader.complete:
                 self.reader.finish(self.descriptor.descriptor.snapshot_root)
         except HexpsiError:
-            self.reader = SnapshotReader(self.params, self._read_block)
-            self._offsets = [0]
-            self._reset()
+            self.discard()
             return
         # Drop anything after the last whole, verified block (a torn append).
         with blocks_path.open("r+b") as handle:
             handle.truncate(self._offsets[-1])
         atomic_write(offsets_path, b"".join(_OFFSET.pack(end) for end in self._offsets[1:]))
+
+    def discard(self) -> None:
+        """Forget every stored block: the next download starts from block 0."""
+        self.reader = SnapshotReader(self.params, self._read_block)
+        self._offsets = [0]
+        self._reset()
 
     def _reset(self) -> None:
         for name in ("blocks", "offsets", "complete"):
