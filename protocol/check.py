@@ -43,6 +43,7 @@ from protocol.messages import (
     transcript_hash,
 )
 from protocol.oprf import (
+    MAX_BATCH,
     KeyPair,
     Mode,
     blind,
@@ -132,17 +133,29 @@ class ProposerCheck:
     def start(self) -> Query:
         """Blind and pad the strike tokens; returns the query to send."""
         self._expect(State.IDLE)
+        try:
+            self.query = self._start()
+        except HexpsiError:
+            self.state = State.ERROR
+            raise
+        self.state = State.SENT
+        return self.query
+
+    def _start(self) -> Query:
         d = self.descriptor.descriptor
         if not self.tokens:
-            self.state = State.ERROR
             raise LocalProtocolError("the strike zone covers no cells; nothing to check")
         groups: list[ElementGroup] = []
         padded_total = 0
         for resolution in sorted(self.tokens):
-            cells = sorted(self.tokens[resolution])
-            padded_total += size_bucket(len(cells), minimum=QUERY_BUCKET_MINIMUM)
+            padded = size_bucket(len(self.tokens[resolution]), minimum=QUERY_BUCKET_MINIMUM)
+            if padded > MAX_BATCH:
+                raise LocalProtocolError(
+                    f"the strike zone needs {padded} tokens at resolution {resolution}; one "
+                    f"proof covers at most {MAX_BATCH}, so split the zone into smaller checks"
+                )
+            padded_total += padded
         if padded_total > d.max_query_tokens:
-            self.state = State.ERROR
             raise LocalProtocolError(
                 f"the strike zone needs {padded_total} padded tokens but {d.node!r} accepts at "
                 f"most {d.max_query_tokens} per check; split the zone into smaller checks"
@@ -158,9 +171,7 @@ class ProposerCheck:
                 if real is not None:
                     self.positions.append(QueryToken(cells[real], resolution, index, blinds[real]))
             groups.append(ElementGroup(resolution, tuple(element for element, _ in slots)))
-        self.query = Query(self.rng(SESSION_ID_SIZE), self.descriptor.digest, tuple(groups))
-        self.state = State.SENT
-        return self.query
+        return Query(self.rng(SESSION_ID_SIZE), self.descriptor.digest, tuple(groups))
 
     def _dummy(self) -> bytes:
         return hash_to_group(self.rng(32), DUMMY_LABEL)
@@ -242,6 +253,9 @@ def verify_response(
         raise VerificationError("response belongs to another session")
     if [g.resolution for g in response.groups] != [g.resolution for g in query.groups]:
         raise VerificationError("response groups do not match the query")
+    for sent in query.groups:
+        if sent.resolution not in d.public_keys or not 1 <= len(sent.elements) <= MAX_BATCH:
+            raise VerificationError("the query holds a group this epoch cannot have evaluated")
     for sent, got in zip(query.groups, response.groups, strict=True):
         if len(sent.elements) != len(got.elements):
             raise VerificationError("response group sizes do not match the query")
@@ -261,6 +275,8 @@ def verify_response(
         or receipt.session_id != query.session_id
     ):
         raise VerificationError("receipt does not match this check's transcript")
+    if not d.created_at <= receipt.issued_at <= d.valid_until:
+        raise VerificationError("the receipt was issued outside the epoch's validity")
     expected_area = query_area_km2(query.group_sizes(), d.res)
     if not math.isclose(receipt.area_km2, expected_area, rel_tol=1e-9):
         raise VerificationError(
@@ -336,6 +352,11 @@ class ResponderCheck:
                     f"group at resolution {group.resolution} holds {size} elements, which is not "
                     "a padding bucket size"
                 )
+            if size > MAX_BATCH:
+                raise RemoteProtocolError(
+                    f"group at resolution {group.resolution} holds {size} elements; one proof "
+                    f"covers at most {MAX_BATCH}"
+                )
         for group in query.groups:
             for element in group.elements:
                 validate_element(element)
@@ -346,9 +367,21 @@ class ResponderCheck:
         """Evaluate, prove and sign; call after the server has charged the assessment."""
         if self.state is not State.RECEIVED or self.query is None or self.assessment is None:
             raise LocalProtocolError(f"responder check is {self.state.value}, not received")
+        try:
+            response = self._respond(self.query, self.assessment, now)
+        except HexpsiError:
+            self.state = State.ERROR
+            raise
+        self.state = State.DONE
+        return response
+
+    def _respond(self, query: Query, assessment: Assessment, now: float) -> Response:
         d = self.descriptor.descriptor
+        if now > d.valid_until:
+            # A receipt signed after the epoch ended would not hold up as evidence.
+            raise StaleError("this epoch expired before the answer; fetch the new descriptor")
         groups = []
-        for group in self.query.groups:
+        for group in query.groups:
             key = self.keys[group.resolution]
             evaluated = blind_evaluate(key, group.elements)
             proof = generate_proof(key, group.elements, evaluated, MODE, self.rng)
@@ -358,15 +391,14 @@ class ResponderCheck:
             responder=d.node,
             proposer=self.proposer,
             epoch_id=d.epoch_id,
-            session_id=self.query.session_id,
+            session_id=query.session_id,
             issued_at=now,
-            area_km2=self.assessment.area_km2,
+            area_km2=assessment.area_km2,
             transcript_hash=transcript_hash(
                 descriptor_digest=self.descriptor.digest,
                 proposer=self.proposer,
-                query=self.query,
+                query=query,
                 groups=evaluated_groups,
             ),
         ).signed(self.signing_key)
-        self.state = State.DONE
-        return Response(self.query.session_id, evaluated_groups, receipt)
+        return Response(query.session_id, evaluated_groups, receipt)

@@ -22,7 +22,7 @@ from protocol.messages import (
 from tests.protocol.helpers import signing_key
 
 KEY = signing_key("coalition")
-elements = st.binary(min_size=32, max_size=32)
+elements = st.binary(min_size=32, max_size=32).map(lambda e: e[:31] + bytes([e[31] & 0x7F]))
 session_ids = st.binary(min_size=16, max_size=16)
 digests = st.binary(min_size=32, max_size=32)
 
@@ -141,6 +141,7 @@ def test_mutated_encodings_decode_canonically_or_raise(kind: str, data: st.DataO
         lambda: ElementGroup(9, (bytes(31),)),
         lambda: ElementGroup(9, (bytes(32), bytes(33))),
         lambda: ElementGroup.from_joined(9, bytes(65)),
+        lambda: ElementGroup(9, (bytes(31) + b"\x80",)),
         lambda: EvaluatedGroup(9, (bytes(32),), bytes(63)),
         lambda: Query(bytes(15), bytes(32), ()),
         lambda: Query(bytes(16), bytes(31), ()),
@@ -153,6 +154,7 @@ def test_mutated_encodings_decode_canonically_or_raise(kind: str, data: st.DataO
         "short element",
         "long element",
         "ragged join",
+        "top bit set",
         "short proof",
         "short session id",
         "short digest",
