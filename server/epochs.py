@@ -7,11 +7,14 @@ Layout inside the node directory::
     epochs/000007/signature    Ed25519 signature over them
     epochs/000007/blocks       the snapshot's blocks, back to back
     epochs/000007/offsets      u64 big-endian offsets: block i is [o[i], o[i+1])
+    epochs/000007/cells        the protected cells (res ``res``), sorted u64 big-endian
 
 An epoch is built under a temporary name, renamed into place, and only then
 made current (an atomic replace of ``current``), so a running server never sees
 half an epoch. Keys are not stored: they are re-derived from the master secret
 and the epoch id. The previous epoch is kept so downloads in flight can finish.
+The protected cells themselves are kept (owner-only, like the whole node
+directory) because the mutual proximity check runs over the node's own map.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from protocol.oprf import KeyPair
 from protocol.randomness import RandomBytes
 from protocol.snapshot import snapshot_params
 from server.executor import local_mapper
-from server.fsutil import atomic_write, fsync_directory, make_private_dir
+from server.fsutil import SECRET_MODE, atomic_write, fsync_directory, make_private_dir
 from server.node import Node
 
 log = logging.getLogger(__name__)
 
 EPOCHS_DIR = "epochs"
 CURRENT_FILE = "current"
+CELLS_FILE = "cells"
 KEEP_EPOCHS = 2
 _OFFSET = struct.Struct(">Q")
 
@@ -96,6 +100,24 @@ class ServedEpoch:
     def sequence(self) -> int:
         return self.descriptor.descriptor.sequence
 
+    def protected_cells(self) -> list[int]:
+        """The epoch's protected cells at its ``res``, sorted (for the mutual check)."""
+        return load_cells(self.directory)
+
+
+def load_cells(directory: Path) -> list[int]:
+    """The sorted cells stored in an epoch directory; refuses epochs built without them."""
+    try:
+        raw = (directory / CELLS_FILE).read_bytes()
+    except FileNotFoundError:
+        raise LocalProtocolError(
+            f"epoch {directory.name} stores no cell list (built by an older hexpsi)",
+            hint="set the positions again with hexpsi positions to start a new epoch",
+        ) from None
+    if len(raw) % _OFFSET.size:
+        raise LocalProtocolError(f"{directory / CELLS_FILE} is truncated")
+    return [value for (value,) in _OFFSET.iter_unpack(raw)]
+
 
 class EpochStore:
     """The ``epochs/`` directory of a node."""
@@ -134,6 +156,7 @@ class EpochStore:
     ) -> ServedEpoch:
         """Build a new epoch from ``protected_cells`` and make it current."""
         config = self.node.config
+        cells = list(protected_cells)
         sequence = (self.current_sequence() or 0) + 1
         if not self.root.exists():
             make_private_dir(self.root)
@@ -153,7 +176,7 @@ class EpochStore:
                     sequence=sequence,
                     master_secret=self.node.oprf_master,
                     signing_key=self.node.signing_key,
-                    protected_cells=protected_cells,
+                    protected_cells=cells,
                     res=config.res,
                     res_min=config.res_min,
                     now=now,
@@ -166,6 +189,9 @@ class EpochStore:
                 blocks_out.flush()
                 os.fsync(blocks_out.fileno())
             atomic_write(staging / "offsets", b"".join(_OFFSET.pack(o) for o in offsets))
+            # start_epoch has validated every cell by now; the raw map is owner-only.
+            raw_cells = b"".join(_OFFSET.pack(c) for c in sorted(set(cells)))
+            atomic_write(staging / CELLS_FILE, raw_cells, mode=SECRET_MODE)
             atomic_write(staging / "descriptor", epoch.descriptor.encoded)
             atomic_write(staging / "signature", epoch.descriptor.signature)
             final = self.root / f"{sequence:06d}"

@@ -18,8 +18,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,23 +34,16 @@ from server.epochs import EpochStore, ServedEpoch
 from server.fsutil import atomic_write, make_private_dir
 from server.ledger import Ledger
 from server.node import Node, Peer
+from server.peerauth import PeerGate, Refusal
 from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
-from server.wire import GRPC_CODES, PEER_METADATA_KEY, request_to_query, response_to_message
+from server.wire import GRPC_CODES, request_to_query, response_to_message
 
 log = logging.getLogger(__name__)
 
 RECEIPTS_DIR = "receipts"
 SNAPSHOT_CHUNK_BYTES = 1 << 20
+"""Blocks per streamed message add up to at most this (or half the message limit, if less)."""
 T = TypeVar("T")
-
-
-class Refusal(Exception):
-    """A deliberate gRPC status with its message, raised inside a handler."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _status_of(error: HexpsiError) -> grpc.StatusCode:
@@ -101,53 +94,18 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         self.clock = clock
         self.rng = rng
         self.epochs = EpochWatcher(EpochStore(node))
-        self._active: dict[str, int] = {}
+        self.gate = PeerGate(node, plaintext=plaintext)
         self.receipts_dir = node.directory / RECEIPTS_DIR
 
-    # -- caller identity and limits
+    # -- caller identity and limits (shared with the other services through the gate)
 
     def caller(self, context: grpc.aio.ServicerContext) -> Peer:  # type: ignore[type-arg]
         """The pinned peer making this call, or a refusal."""
-        if self.plaintext:
-            names = [v for k, v in context.invocation_metadata() or () if k == PEER_METADATA_KEY]
-            if len(names) != 1 or not isinstance(names[0], str):
-                raise Refusal(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    f"plaintext mode: name yourself with one {PEER_METADATA_KEY!r} metadata entry",
-                )
-            try:
-                return self.node.peer(names[0])
-            except HexpsiError:
-                raise Refusal(
-                    grpc.StatusCode.PERMISSION_DENIED, f"{names[0]!r} is not a pinned peer"
-                ) from None
-        certificates = list(context.auth_context().get("x509_pem_cert", []))
-        if len(certificates) != 1:
-            raise Refusal(
-                grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required (mutual TLS)"
-            )
-        peer = self.node.peer_by_certificate(certificates[0])
-        if peer is None:
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                "your certificate is not pinned here; ask the operator to run hexpsi peer add",
-            )
-        return peer
+        return self.gate.caller(context)
 
-    @contextmanager
-    def session_slot(self, peer: Peer) -> Iterator[None]:
-        """At most ``max_sessions_per_peer`` concurrent calls per peer."""
-        limit = self.node.config.limits.max_sessions_per_peer
-        if self._active.get(peer.name, 0) >= limit:
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"peer {peer.name} already has {limit} calls in progress; retry when one ends",
-            )
-        self._active[peer.name] = self._active.get(peer.name, 0) + 1
-        try:
-            yield
-        finally:
-            self._active[peer.name] -= 1
+    def session_slot(self, peer: Peer) -> AbstractContextManager[None]:
+        """At most ``max_sessions_per_peer`` concurrent calls per peer, across services."""
+        return self.gate.session_slot(peer)
 
     async def _guard(self, context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:  # type: ignore[type-arg]
         try:
@@ -193,9 +151,11 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"start_block {request.start_block} is past the {count} blocks",
                 )
+            # Half the message limit leaves room for the framing of every block in a chunk.
+            chunk_bytes = min(SNAPSHOT_CHUNK_BYTES, self.node.config.limits.max_message_bytes // 2)
             with self.session_slot(peer):
                 for first, blocks in epoch.blocks.chunks(
-                    request.start_block, max_bytes=SNAPSHOT_CHUNK_BYTES
+                    request.start_block, max_bytes=chunk_bytes
                 ):
                     yield check_pb2.GetSnapshotResponse(
                         first_block=first, blocks=blocks, block_count=count
