@@ -38,6 +38,9 @@ CHECKS_DIR = "checks"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 SNAPSHOT_TIMEOUT_SECONDS = 3600.0
 MAX_SNAPSHOT_BYTES = 4 << 30
+MIN_RECEIVE_BYTES = 2 << 20
+"""A responder streams up to 1 MiB of snapshot blocks per message; always accept that much,
+whatever smaller limit this node sets for what its own server receives."""
 Progress = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)`` while a snapshot downloads."""
 
@@ -58,7 +61,7 @@ class PeerClient:
         self.timeout = timeout
         limit = node.config.limits.max_message_bytes
         options: list[tuple[str, str | int]] = [
-            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_receive_message_length", max(limit, MIN_RECEIVE_BYTES)),
             ("grpc.max_send_message_length", limit),
         ]
         if plaintext:
