@@ -76,16 +76,36 @@ class RunningServer:
         self.audit.close()
 
 
+def parse_listen(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` to bind; port 0 lets the system choose a free port (tests, tools)."""
+    head, sep, port = address.rpartition(":")
+    if sep and port == "0":
+        host, _ = parse_address(f"{head}:1", what="listen")
+        return host, 0
+    return parse_address(address, what="listen")
+
+
 async def start_server(
     node: Node, *, plaintext: bool = False, listen: str | None = None
 ) -> RunningServer:
-    """Build and start the server for ``node`` on ``listen`` (default: its config)."""
+    """Build and start the server for ``node`` on ``listen`` (default: its config).
+
+    ``RunningServer.port`` is the port actually bound (``listen`` may ask for port 0).
+    """
     address = listen or node.config.listen
-    host, port = parse_address(address, what="listen")
+    host, port = parse_listen(address)
     if plaintext and not is_loopback(host):
         raise InputError(
             f"refusing plaintext on {address}: plaintext is only for loopback testing",
             hint="listen on 127.0.0.1 or drop --plaintext to use mutual TLS",
+        )
+    credentials = None
+    if not plaintext:
+        # Before any store is opened: a node that pinned nobody is refused here.
+        credentials = grpc.ssl_server_credentials(
+            [(node.tls_key_pem, node.tls_certificate_pem)],
+            root_certificates=node.trusted_roots_pem(),
+            require_client_auth=True,
         )
     ledger = node.open_ledger()
     audit = node.open_audit_log()
@@ -97,14 +117,9 @@ async def start_server(
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        if plaintext:
+        if credentials is None:
             bound = server.add_insecure_port(bind)
         else:
-            credentials = grpc.ssl_server_credentials(
-                [(node.tls_key_pem, node.tls_certificate_pem)],
-                root_certificates=node.trusted_roots_pem(),
-                require_client_auth=True,
-            )
             bound = server.add_secure_port(bind, credentials)
     except RuntimeError as exc:
         ledger.close()
