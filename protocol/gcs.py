@@ -53,8 +53,8 @@ from protocol.merkle import (
     DIGEST_SIZE,
     MAX_LEAVES,
     MerkleBuilder,
+    MerkleTree,
     commitment,
-    inclusion_proof,
     leaf_hash,
     root_from_proof,
 )
@@ -401,6 +401,7 @@ class SnapshotReader:
         self._leaves: list[bytes] = []
         self._values_seen = 0
         self._verified = False
+        self._tree: MerkleTree | None = None
 
     @property
     def next_index(self) -> int:
@@ -468,7 +469,9 @@ class SnapshotReader:
     def open(self, value: int) -> Opening:
         """A self-contained proof of whether ``value`` is in the snapshot."""
         index = self._locate(value)
-        return Opening(index, self._load(index), inclusion_proof(self._leaves, index))
+        if self._tree is None:
+            self._tree = MerkleTree(self._leaves)
+        return Opening(index, self._load(index), self._tree.inclusion_proof(index))
 
     def _locate(self, value: int) -> int:
         if not self._verified:

@@ -12,6 +12,7 @@ from protocol.errors import InputError, VerificationError
 from protocol.merkle import (
     EMPTY_ROOT,
     MerkleBuilder,
+    MerkleTree,
     commitment,
     inclusion_proof,
     leaf_hash,
@@ -39,6 +40,18 @@ def reference_root(leaves: list[bytes]) -> bytes:
     return labelled(
         b"hexpsi/v1/snapshot-node", reference_root(leaves[:k]), reference_root(leaves[k:])
     )
+
+
+def reference_path(leaves: list[bytes], index: int) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(m, D[n]), recursively."""
+    if len(leaves) <= 1:
+        return []
+    k = 1
+    while 2 * k < len(leaves):
+        k *= 2
+    if index < k:
+        return [*reference_path(leaves[:k], index), reference_root(leaves[k:])]
+    return [*reference_path(leaves[k:], index - k), reference_root(leaves[:k])]
 
 
 def blocks(n: int) -> list[bytes]:
@@ -81,6 +94,15 @@ def test_builder_matches_the_recursive_definition_at_every_size() -> None:
         assert builder.leaf_count == i + 1
         assert builder.root() == reference_root(leaves_of(data[: i + 1]))
     assert tree_root(leaves_of(data)) == reference_root(leaves_of(data))
+
+
+def test_kept_tree_gives_the_rfc_root_and_paths_at_every_size() -> None:
+    for n in range(41):
+        leaves = leaves_of(blocks(n))
+        tree = MerkleTree(leaves)
+        assert tree.root() == reference_root(leaves)
+        for index in range(n):
+            assert list(tree.inclusion_proof(index)) == reference_path(leaves, index)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33])
