@@ -78,16 +78,28 @@ def initial_bearing_deg(a: LatLng, b: LatLng) -> float:
 
 
 def destination(start: LatLng, bearing_deg: float, distance_m: float) -> LatLng:
-    """The point ``distance_m`` from ``start`` along the great circle leaving at ``bearing_deg``."""
-    lat1, lng1 = math.radians(start[0]), math.radians(start[1])
+    """The point ``distance_m`` from ``start`` along the great circle leaving at ``bearing_deg``.
+
+    Computed on vectors (start turned towards its local north/east direction), so
+    it stays exact at the poles, where "north" is the direction of ``start``'s
+    meridian continued over the pole.
+    """
+    lat, lng = math.radians(start[0]), math.radians(start[1])
     theta, delta = math.radians(bearing_deg), distance_m / EARTH_RADIUS_M
-    sin_lat2 = math.sin(lat1) * math.cos(delta) + math.cos(lat1) * math.sin(delta) * math.cos(theta)
-    lat2 = math.asin(max(-1.0, min(1.0, sin_lat2)))
-    lng2 = lng1 + math.atan2(
-        math.sin(theta) * math.sin(delta) * math.cos(lat1),
-        math.cos(delta) - math.sin(lat1) * sin_lat2,
+    sin_lat, cos_lat, sin_lng, cos_lng = math.sin(lat), math.cos(lat), math.sin(lng), math.cos(lng)
+    along, across = math.cos(theta), math.sin(theta)
+    cos_d, sin_d = math.cos(delta), math.sin(delta)
+    # Unit tangent at the start pointing along the bearing, then turn by delta.
+    tx = along * -sin_lat * cos_lng - across * sin_lng
+    ty = along * -sin_lat * sin_lng + across * cos_lng
+    tz = along * cos_lat
+    return to_latlng(
+        (
+            cos_d * cos_lat * cos_lng + sin_d * tx,
+            cos_d * cos_lat * sin_lng + sin_d * ty,
+            cos_d * sin_lat + sin_d * tz,
+        )
     )
-    return (math.degrees(lat2), normalize_lng(math.degrees(lng2)))
 
 
 def normalize_lng(lng: float) -> float:
