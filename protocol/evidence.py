@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import h3.api.basic_int as h3
 from nacl.signing import VerifyKey
 
 from protocol.check import MODE, ProposerCheck, SnapshotView, verify_response
 from protocol.descriptor import SignedDescriptor
-from protocol.errors import InputError, LocalProtocolError, VerificationError
+from protocol.errors import InputError, LocalProtocolError, RemoteProtocolError, VerificationError
 from protocol.gcs import Opening, verify_opening
-from protocol.group import SCALAR_SIZE
+from protocol.group import SCALAR_SIZE, is_canonical_scalar, is_zero_scalar
 from protocol.messages import Query, Response
 from protocol.oprf import (
     KeyPair,
@@ -39,7 +40,7 @@ from protocol.oprf import (
 )
 from protocol.randomness import RandomBytes
 from protocol.snapshot import snapshot_params, truncate_output
-from protocol.tokens import token_bytes
+from protocol.tokens import is_cell, token_bytes
 
 EVIDENCE_FORMAT = "hexpsi/v1/evidence"
 CELL_OPENING_FORMAT = "hexpsi/v1/cell-opening"
@@ -93,29 +94,54 @@ class Evidence:
 
     @classmethod
     def from_json(cls, data: bytes) -> Evidence:
+        """Parse a bundle; a malformed one is an InputError, a tampered opening a
+        VerificationError. Nothing is verified here: see :func:`verify_evidence`."""
         try:
-            obj = json.loads(data)
-            if obj["format"] != EVIDENCE_FORMAT:
-                raise InputError(f"not a {EVIDENCE_FORMAT} bundle")
+            obj = _json_object(data, EVIDENCE_FORMAT)
+            positions = obj["positions"]
+            if not isinstance(positions, list):
+                raise TypeError("positions must be a list")
             return cls(
                 descriptor=bytes.fromhex(obj["descriptor"]),
                 descriptor_signature=bytes.fromhex(obj["descriptor_signature"]),
-                proposer=str(obj["proposer"]),
+                proposer=_text(obj["proposer"], "proposer"),
                 query=bytes.fromhex(obj["query"]),
                 response=bytes.fromhex(obj["response"]),
                 positions=tuple(
                     EvidencePosition(
-                        cell=int(p["cell"], 16),
-                        resolution=int(p["resolution"]),
-                        index=int(p["index"]),
+                        cell=int(_text(p["cell"], "cell"), 16),
+                        resolution=_integer(p["resolution"], "resolution"),
+                        index=_integer(p["index"], "index"),
                         blind=bytes.fromhex(p["blind"]),
                         opening=Opening.decode(bytes.fromhex(p["opening"])),
                     )
-                    for p in obj["positions"]
+                    for p in positions
                 ),
             )
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise InputError(f"evidence bundle is malformed: {error}") from None
+
+
+def _json_object(data: bytes, expected_format: str) -> dict[str, Any]:
+    """The top-level JSON object of a document that names ``expected_format``."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise TypeError("the document must be a JSON object")
+    if obj.get("format") != expected_format:
+        raise InputError(f"not a {expected_format} document")
+    return obj
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string")
+    return value
+
+
+def _integer(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +176,21 @@ def export_evidence(check: ProposerCheck) -> Evidence:
 
 
 def verify_evidence(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
-    """Replay a check from its evidence; raises VerificationError if anything is off."""
+    """Replay a check from its evidence; raises VerificationError if anything is off.
+
+    Whatever is wrong (bytes that do not decode, an invalid element, a bad
+    signature, proof or opening) the answer is one VerificationError: a bundle
+    either establishes its verdict or establishes nothing.
+    """
+    try:
+        return _replay(evidence, responder_key)
+    except VerificationError:
+        raise
+    except (RemoteProtocolError, InputError) as error:
+        raise VerificationError(f"evidence does not verify: {error.message}") from None
+
+
+def _replay(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
     descriptor = _verified_descriptor(
         evidence.descriptor, evidence.descriptor_signature, responder_key
     )
@@ -165,8 +205,6 @@ def verify_evidence(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
         response=response,
     )
     receipt = response.receipt
-    if not d.created_at <= receipt.issued_at <= d.valid_until:
-        raise VerificationError("the receipt was issued outside the epoch's validity")
     sent = {group.resolution: group.elements for group in query.groups}
     evaluated = {group.resolution: group.elements for group in response.groups}
     seen: set[tuple[int, int]] = set()
@@ -178,6 +216,12 @@ def verify_evidence(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
         if not 0 <= p.index < len(elements) or (p.resolution, p.index) in seen:
             raise VerificationError("evidence places a token outside the query")
         seen.add((p.resolution, p.index))
+        # A token evaluated under another resolution's key can never hit: without this
+        # a proposer could show "checked and clear" for a zone that conflicts.
+        if not is_cell(p.cell) or h3.get_resolution(p.cell) != p.resolution:
+            raise VerificationError("evidence declares a token at another resolution")
+        if not is_canonical_scalar(p.blind) or is_zero_scalar(p.blind):
+            raise VerificationError("evidence holds a blind that is not a valid scalar")
         token = token_bytes(p.cell)
         if blind_with([token], [p.blind], MODE)[0] != elements[p.index]:
             raise VerificationError("a token and blind do not give the element that was sent")
@@ -224,16 +268,14 @@ class CellOpening:
     @classmethod
     def from_json(cls, data: bytes) -> CellOpening:
         try:
-            obj = json.loads(data)
-            if obj["format"] != CELL_OPENING_FORMAT:
-                raise InputError(f"not a {CELL_OPENING_FORMAT} document")
+            obj = _json_object(data, CELL_OPENING_FORMAT)
             return cls(
-                cell=int(obj["cell"], 16),
+                cell=int(_text(obj["cell"], "cell"), 16),
                 evaluated=bytes.fromhex(obj["evaluated"]),
                 proof=bytes.fromhex(obj["proof"]),
                 opening=Opening.decode(bytes.fromhex(obj["opening"])),
             )
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise InputError(f"cell opening is malformed: {error}") from None
 
 
@@ -260,7 +302,10 @@ def verify_cell_opening(opening: CellOpening, descriptor: SignedDescriptor) -> b
         raise VerificationError(f"resolution {resolution} is not part of this epoch")
     token = token_bytes(opening.cell)
     (hashed,) = blind_with([token], [ONE], MODE)
-    verify_proof(d.public_keys[resolution], [hashed], [opening.evaluated], opening.proof, MODE)
+    try:
+        verify_proof(d.public_keys[resolution], [hashed], [opening.evaluated], opening.proof, MODE)
+    except RemoteProtocolError as error:  # an evaluation that is no group element
+        raise VerificationError(f"cell opening does not verify: {error.message}") from None
     (output,) = finalize([token], [ONE], [opening.evaluated], MODE)
     params = snapshot_params(d)
     return verify_opening(
@@ -269,6 +314,6 @@ def verify_cell_opening(opening: CellOpening, descriptor: SignedDescriptor) -> b
 
 
 def _resolution_of(cell: int) -> int:
-    if not h3.is_valid_cell(cell):
+    if not is_cell(cell):
         raise VerificationError("the opened cell is not a valid H3 cell")
     return int(h3.get_resolution(cell))
