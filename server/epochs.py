@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import struct
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,19 @@ _OFFSET = struct.Struct(">Q")
 
 
 class BlockFile:
-    """Random access to a stored snapshot's blocks by index."""
+    """Random access to a stored snapshot's blocks by index.
+
+    The file stays open until ``close`` or until nothing refers to it any more: a
+    server that moves to a new epoch drops the old one while downloads still in
+    flight keep reading theirs, so the last holder, whoever it is, frees the
+    descriptor.
+    """
 
     def __init__(self, directory: Path) -> None:
         raw = (directory / "offsets").read_bytes()
         self.offsets = [value for (value,) in _OFFSET.iter_unpack(raw)]
         self._fd = os.open(directory / "blocks", os.O_RDONLY)
+        self._closer = weakref.finalize(self, os.close, self._fd)
 
     @property
     def count(self) -> int:
@@ -83,7 +91,7 @@ class BlockFile:
             yield first, blocks
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._closer()
 
 
 @dataclass
