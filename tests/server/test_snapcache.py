@@ -34,7 +34,7 @@ def test_a_whole_download_is_verified_marked_and_reused(tmp_path: Path, epoch: S
     cached.append(0, blocks[:2])
     cached.append(2, blocks[2:])
     assert cached.stored_bytes == epoch.descriptor.descriptor.snapshot_bytes
-    assert not cached.complete
+    assert not (directory / "complete").exists()
     cached.finish()
     assert cached.complete
     assert (directory / "complete").exists()
