@@ -51,15 +51,32 @@ class Window:
 
     @property
     def end(self) -> float:
+        """When the window resets: exactly the next aligned window's start."""
+        index = round(self.start / self.length)
+        if index * self.length == self.start:
+            return (index + 1) * self.length
         return self.start + self.length
 
     @classmethod
     def containing(cls, now: float, length_seconds: float) -> Window:
+        """The window ``[k * length, (k + 1) * length)`` that holds ``now``.
+
+        Boundaries are the float products ``k * length``, so consecutive windows meet
+        exactly. ``now / length`` is rounded, so near a boundary its floor can name
+        the neighbouring window; the products decide.
+        """
         if not (math.isfinite(length_seconds) and length_seconds > 0):
             raise InputError(
                 f"budget window must be a positive number of seconds, got {length_seconds}"
             )
-        return cls(math.floor(now / length_seconds) * length_seconds, length_seconds)
+        if not math.isfinite(now):
+            raise InputError(f"the time must be a finite number of seconds, got {now}")
+        index = math.floor(now / length_seconds)
+        if index * length_seconds > now:
+            index -= 1
+        elif (index + 1) * length_seconds <= now:
+            index += 1
+        return cls(index * length_seconds, length_seconds)
 
 
 @dataclass(frozen=True, slots=True)
