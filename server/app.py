@@ -23,14 +23,16 @@ from grpc_reflection.v1alpha import reflection
 from protocol.errors import InputError
 from server.auditlog import AuditLog
 from server.ledger import Ledger
+from server.mutual_service import MutualServicer
 from server.node import Node, parse_address
-from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
+from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
 from server.service import CheckServicer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     check_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name,
+    mutual_pb2.DESCRIPTOR.services_by_name["MutualService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -112,6 +114,10 @@ async def start_server(
     servicer = CheckServicer(node, ledger=ledger, audit=audit, plaintext=plaintext)
     server = grpc.aio.server(options=server_options(node))
     check_pb2_grpc.add_CheckServiceServicer_to_server(servicer, server)
+    mutual = MutualServicer(
+        node, ledger=ledger, audit=audit, gate=servicer.gate, epochs=servicer.epochs
+    )
+    mutual_pb2_grpc.add_MutualServiceServicer_to_server(mutual, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
@@ -126,7 +132,7 @@ async def start_server(
         audit.close()
         raise InputError(f"cannot listen on {address}: {exc}") from None
     await server.start()
-    for name in ("", SERVICE_NAMES[0]):
+    for name in ("", *SERVICE_NAMES[:2]):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
     log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
