@@ -153,14 +153,13 @@ def test_approval_is_exactly_fitting_in_what_is_left(
     amount: float, spent: float, limit: float
 ) -> None:
     left = max(0.0, limit - spent)
-    try:
-        charge = decide_charge(amount=amount, spent_in_window=spent, limit=limit, window=WINDOW)
-    except BudgetExhausted as error:
-        assert amount > left
-        assert error.remaining == left
-        assert error.resets_at == WINDOW.end
+    if amount > left:
+        with pytest.raises(BudgetExhausted) as caught:
+            decide_charge(amount=amount, spent_in_window=spent, limit=limit, window=WINDOW)
+        assert caught.value.remaining == left
+        assert caught.value.resets_at == WINDOW.end
     else:
-        assert amount <= left
+        charge = decide_charge(amount=amount, spent_in_window=spent, limit=limit, window=WINDOW)
         assert charge.remaining == max(0.0, limit - spent - amount)
 
 
