@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import InputError, LocalProtocolError, RemoteProtocolError, VerificationError
 from protocol.gcs import (
+    DEFAULT_BLOCK_SIZE,
     GcsParams,
     Opening,
     SnapshotReader,
@@ -151,7 +152,7 @@ def test_block_ranges_tile_the_value_space(bits: int, blocks: int, data: st.Data
 
 def test_choose_aims_at_the_block_size_with_the_optimal_parameter() -> None:
     params = GcsParams.choose(count=1_000_000, bits=60)
-    assert params.block_count == math.ceil(1_000_000 / 256)
+    assert params.block_count == math.ceil(1_000_000 / DEFAULT_BLOCK_SIZE)
     assert params.golomb == optimal_golomb(1_000_000, 60)
     assert GcsParams.choose(count=0, bits=60).block_count == 1
 
