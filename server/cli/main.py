@@ -23,7 +23,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Protocol
 
 from protocol.errors import HexpsiError
-from server.cli import audit, check, demo, encode, identity, init, peer, positions, serve
+from server.cli import audit, check, demo, encode, identity, init, mutual, peer, positions, serve
 
 if TYPE_CHECKING:
     from server.cli import Subparsers
@@ -43,6 +43,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     positions,
     serve,
     check,
+    mutual,
     audit,
     demo,
 ]
