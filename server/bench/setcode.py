@@ -8,6 +8,8 @@ false-match bound matches OpenMined PSI's GCS at fpr 1e-9 for 1,000 client items
 - ``setcode_decode_1m``: the proposer's download check, every block decoded, order
   checked, tree rebuilt, digest compared (``SnapshotReader``).
 - ``setcode_contains_1k``: one check's membership tests, 1,000 lookups in the snapshot.
+- ``setcode_openings_1k``: evidence for 1,000 values, each opened and then verified
+  against the digest alone (``opening_bytes`` is the mean encoded size).
 
 Extras give bytes and bits per value, the entropy bound log2 C(2**λ, n) / n, and
 OpenMined's own GCS measured in the same run (its size per item does not depend
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 
-from protocol.gcs import GcsParams, SnapshotReader, encode_blocks, snapshot_digest
+from protocol.gcs import GcsParams, SnapshotReader, encode_blocks, snapshot_digest, verify_opening
 from protocol.merkle import MerkleBuilder
 from protocol.padding import size_bucket, truncation_bits
 from server.bench.harness import Extra, RunOnce, Workload
@@ -135,6 +137,26 @@ def _prepare_contains(quick: bool) -> RunOnce:
     return run
 
 
+def _prepare_openings(quick: bool) -> RunOnce:
+    params, values, blocks, digest = _snapshot(quick)
+    reader = SnapshotReader(params, blocks.__getitem__)
+    reader.add_chunk(0, blocks)
+    reader.finish(digest)
+    rnd = random.Random(8)
+    probes = rnd.sample(values, 10) + [rnd.getrandbits(params.bits) for _ in range(990)]
+
+    def run() -> Extra:
+        openings = [reader.open(value) for value in probes]
+        hits = sum(
+            verify_opening(digest, params, value, opening)
+            for value, opening in zip(probes, openings, strict=True)
+        )
+        size = sum(len(opening.encode()) for opening in openings)
+        return {"openings": len(probes), "hits": hits, "opening_bytes": size // len(probes)}
+
+    return run
+
+
 WORKLOADS = [
     Workload(
         "setcode_encode_1m",
@@ -150,5 +172,10 @@ WORKLOADS = [
         "setcode_contains_1k",
         "1,000 membership tests against a verified 1M (quick: 50k) snapshot",
         _prepare_contains,
+    ),
+    Workload(
+        "setcode_openings_1k",
+        "open 1,000 values of a verified 1M (quick: 50k) snapshot and verify each opening",
+        _prepare_openings,
     ),
 ]
