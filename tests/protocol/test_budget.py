@@ -32,7 +32,7 @@ def test_each_element_costs_seven_to_the_resolution_gap_finest_cells() -> None:
     assert query_area_km2({7: 0}, 9) == 0.0
 
 
-@settings(max_examples=100)
+@settings(max_examples=60)
 @given(
     st.dictionaries(
         st.integers(min_value=0, max_value=9), st.integers(min_value=0, max_value=10**5)
@@ -76,7 +76,7 @@ def test_windows_align_to_multiples_of_their_length() -> None:
     assert Window(5.0, 3.0).end == 8.0  # not aligned: built by hand, ends a length later
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(moments, lengths)
 def test_the_window_contains_the_moment(now: float, length: float) -> None:
     window = Window.containing(now, length)
@@ -89,7 +89,7 @@ def test_the_window_contains_the_moment(now: float, length: float) -> None:
     assert Window.containing(window.end, length).start == window.end
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.integers(min_value=0, max_value=10**9), lengths)
 def test_just_before_a_boundary_is_still_the_earlier_window(index: int, length: float) -> None:
     boundary = index * length

@@ -232,7 +232,7 @@ def test_decoding_random_bytes_raises_only_protocol_errors(data: bytes) -> None:
         Descriptor.decode(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_decoding_mutated_encodings_raises_only_protocol_errors(data: st.DataObject) -> None:
     encoded = bytearray(SIGNED.encoded)

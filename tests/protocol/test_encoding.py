@@ -46,7 +46,7 @@ def read(data: bytes, kinds: list[str]) -> list[Any]:
     return values
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(records)
 def test_round_trip_is_exact(record: list[tuple[str, Any]]) -> None:
     data = write(record)
@@ -55,7 +55,7 @@ def test_round_trip_is_exact(record: list[tuple[str, Any]]) -> None:
     assert write(list(zip(kinds, read(data, kinds), strict=True))) == data
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(records, st.data())
 def test_truncated_or_extended_encodings_raise_remote_protocol_error(
     record: list[tuple[str, Any]], data: st.DataObject
@@ -71,7 +71,7 @@ def test_truncated_or_extended_encodings_raise_remote_protocol_error(
         read(encoded + extra, kinds)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.binary(max_size=64), st.lists(st.sampled_from(sorted(FIELDS)), max_size=8))
 def test_random_bytes_decode_or_raise_remote_protocol_error(data: bytes, kinds: list[str]) -> None:
     try:

@@ -93,7 +93,7 @@ DECODERS: dict[str, Callable[[bytes], object]] = {
 }
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.sampled_from(sorted(DECODERS)), st.binary(max_size=300))
 def test_random_bytes_raise_only_remote_protocol_errors(kind: str, data: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
@@ -108,7 +108,7 @@ def encodings(data: st.DataObject, kind: str) -> bytes:
     return data.draw(receipts()).encode()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(sorted(DECODERS)), st.data())
 def test_truncated_encodings_raise_remote_protocol_errors(kind: str, data: st.DataObject) -> None:
     encoded = encodings(data, kind)
@@ -119,7 +119,7 @@ def test_truncated_encodings_raise_remote_protocol_errors(kind: str, data: st.Da
         DECODERS[kind](encoded + b"\0")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(sorted(DECODERS)), st.data())
 def test_mutated_encodings_decode_canonically_or_raise(kind: str, data: st.DataObject) -> None:
     encoded = bytearray(encodings(data, kind))
