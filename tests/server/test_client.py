@@ -291,3 +291,13 @@ async def test_a_partial_download_that_fails_its_digest_is_fetched_again(
     report = await run_check(pair.proposer, RESPONDER, {OUTPOST})
     assert report.result.conflict
     assert small_chunks == [0, 2, 0]
+
+
+async def test_a_strike_too_large_for_one_check_is_refused_before_it_is_sent(
+    pair: Pair, served: RunningServer
+) -> None:
+    # A thin ring compacts to nothing: one res-9 token per cell, more than 4096 in all.
+    ring = frozenset(h3.grid_ring(FAR, 700))
+    with pytest.raises(HexpsiError, match="accepts at most 4096 per check; split the zone"):
+        await run_check(pair.proposer, RESPONDER, ring)
+    assert served.audit.entries() == []

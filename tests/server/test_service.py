@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from protocol.budget import cell_area_km2
 from protocol.group import IDENTITY, validate_element
 from protocol.messages import Receipt
 from server.app import RunningServer, start_server
+from server.epochs import BlockFile
 from server.rpc.hexpsi.v1 import check_pb2
 from server.wire import PEER_METADATA_KEY
 from tests.server.conftest import (
+    DELIBERATE,
     OUTSIDER,
     PROPOSER,
     RES,
@@ -41,6 +44,7 @@ from tests.server.conftest import (
     random_elements,
     refused,
     tls_channel,
+    wait_until,
 )
 
 FIELD_PRIME = 2**255 - 19
@@ -442,3 +446,98 @@ async def test_an_expired_epoch_fails_its_precondition(pair: Pair, served: Runni
         error = await refused(stub.Evaluate(evaluate_request(descriptor.digest), timeout=10))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "expired" in (error.details() or "")
+
+
+def _mutated_requests(digest: bytes, rng: random.Random) -> list[check_pb2.EvaluateRequest]:
+    """Queries a careless or hostile peer might send: every field bent in some way."""
+    requests = []
+    for _ in range(120):
+        request = evaluate_request(digest, {rng.choice([RES_MIN, 7, RES]): rng.choice([8, 16])})
+        group = request.groups[0]
+        choice = rng.randrange(8)
+        if choice == 0:
+            group.resolution = rng.choice([0, RES_MIN - 1, RES + 1, 15, 16, 255, 2**32 - 1])
+        elif choice == 1:
+            group.elements = rng.randbytes(rng.choice([0, 1, 31, 32, 33, 8 * 32]))
+        elif choice == 2:
+            request.groups.add(resolution=group.resolution, elements=group.elements)
+        elif choice == 3:
+            request.session_id = rng.randbytes(rng.choice([0, 15, 17, 64]))
+        elif choice == 4:
+            request.descriptor_digest = rng.randbytes(rng.choice([0, 32, 33]))
+        elif choice == 5:
+            position = rng.randrange(len(group.elements))
+            flipped = bytearray(group.elements)
+            flipped[position] ^= 1 << rng.randrange(8)
+            group.elements = bytes(flipped)
+        elif choice == 6:
+            group.elements = group.elements[: 32 * rng.randrange(1, 8)]
+        else:
+            request.groups.add(resolution=rng.randrange(16), elements=random_elements(8))
+        requests.append(request)
+    return requests
+
+
+async def _outcome(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
+    """The status a call ends with (OK when it succeeds) and its details."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def test_whatever_a_peer_sends_gets_a_deliberate_status(
+    pair: Pair, served: RunningServer
+) -> None:
+    rng = random.Random(20160621)
+    outcomes: list[tuple[grpc.StatusCode, str]] = []
+    async with tls_channel(pair.responder, pair.proposer) as channel:
+        stub = check_stub(channel)
+        descriptor = await current_descriptor(stub, pair.responder)
+        for request in _mutated_requests(descriptor.digest, rng):
+            outcomes.append(await _outcome(stub.Evaluate(request, timeout=10)))
+        for _ in range(40):
+            snapshot = check_pb2.GetSnapshotRequest(
+                epoch_id=rng.randbytes(rng.choice([0, 16, 17])),
+                start_block=rng.choice([0, 1, 2**32, 2**64 - 1]),
+            )
+            outcomes.append(await _outcome(_drain(stub.GetSnapshot(snapshot, timeout=10))))
+            receipt_id = "".join(rng.choice("0123456789abcdefé/.\x00") for _ in range(32))
+            receipt = check_pb2.GetReceiptRequest(receipt_id=receipt_id)
+            outcomes.append(await _outcome(stub.GetReceipt(receipt, timeout=10)))
+    unexpected = [o for o in outcomes if o[0] not in DELIBERATE | {grpc.StatusCode.OK}]
+    assert unexpected == []
+    codes = {code for code, _ in outcomes}
+    assert {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION} <= codes
+    assert all(details for code, details in outcomes if code != grpc.StatusCode.OK)
+
+
+async def test_a_download_the_peer_abandons_frees_its_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair = make_pair(tmp_path, limits={"max_sessions_per_peer": 1})
+    running = await start_server(pair.responder)
+
+    def endless(
+        self: BlockFile, start: int, *, max_bytes: int
+    ) -> Iterator[tuple[int, list[bytes]]]:
+        while True:  # a snapshot far larger than any flow-control window
+            yield start, [self.get(start)]
+
+    monkeypatch.setattr(BlockFile, "chunks", endless)
+    try:
+        async with tls_channel(pair.responder, pair.proposer) as channel:
+            stub = check_stub(channel)
+            descriptor = await current_descriptor(stub, pair.responder)
+            download = stub.GetSnapshot(
+                check_pb2.GetSnapshotRequest(epoch_id=descriptor.descriptor.epoch_id), timeout=30
+            )
+            await download.read()
+            busy = await refused(stub.Evaluate(evaluate_request(descriptor.digest), timeout=10))
+            assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            download.cancel()
+            await wait_until(lambda: running.servicer.gate.active(PROPOSER) == 0)
+            await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
+    finally:
+        await running.stop(grace=1.0)
