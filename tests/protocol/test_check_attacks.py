@@ -21,10 +21,10 @@ from protocol.errors import (
     VerificationError,
 )
 from protocol.gcs import SnapshotReader
-from protocol.group import ORDER, hash_to_group, scalar_mult
+from protocol.group import ORDER, hash_to_group
 from protocol.keys import epoch_key
 from protocol.messages import ElementGroup, Query, Response
-from protocol.oprf import KeyPair, blind, blind_evaluate, finalize
+from protocol.oprf import KeyPair, blind, blind_evaluate, evaluate, finalize
 from protocol.snapshot import truncate_output
 from protocol.tokens import token_bytes
 from tests.protocol.helpers import (
@@ -453,16 +453,14 @@ def test_a_coarse_token_declared_as_fine_matches_nothing(node: ResponderNode) ->
     assert not probe(node, ORIGIN, declared=7)[0]
 
 
-def test_evaluation_under_the_right_key_is_what_the_snapshot_holds(node: ResponderNode) -> None:
-    """The unblinded evaluation is k·H(token): the same point the snapshot was built from."""
-    rng = DeterministicRng(b"direct")
-    (blind_scalar,), (element,) = blind([token_bytes(ORIGIN)], MODE, rng)
-    evaluated = blind_evaluate(node.epoch.keys[RES], [element])[0]
-    unblinded = scalar_mult(protocol.group.scalar_invert(blind_scalar), evaluated)
-    hashed = protocol.group.hash_to_group(
-        token_bytes(ORIGIN), b"HashToGroup-" + protocol.oprf.context_string(MODE)
-    )
-    assert unblinded == scalar_mult(node.epoch.keys[RES].secret, hashed)
+def test_an_honest_evaluation_finalizes_to_what_the_snapshot_holds(node: ResponderNode) -> None:
+    """Blind, evaluate, unblind: the responder's direct evaluation, and so a snapshot member."""
+    token = token_bytes(ORIGIN)
+    (blind_scalar,), (element,) = blind([token], MODE, DeterministicRng(b"direct"))
+    evaluated = blind_evaluate(node.epoch.keys[RES], [element])
+    (output,) = finalize([token], [blind_scalar], evaluated, MODE)
+    assert [output] == evaluate(node.epoch.keys[RES], [token], MODE)
+    assert node.reader().contains(truncate_output(output, node.params.bits))
 
 
 def test_refused_responses_leave_no_partial_state(node: ResponderNode) -> None:
