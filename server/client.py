@@ -224,16 +224,20 @@ def _store_check(node: Node, report: CheckReport, evidence_json: bytes) -> None:
 async def run_check(
     node: Node,
     peer_name: str,
-    strike_cells: Iterable[int],
+    strike_cells: Iterable[int] | Callable[[int], Iterable[int]],
     *,
     plaintext: bool = False,
     progress: Progress | None = None,
     now: Callable[[], float] = time.time,
 ) -> CheckReport:
-    """One complete, verified check of ``strike_cells`` against ``peer_name``."""
+    """One complete, verified check of ``strike_cells`` against ``peer_name``.
+
+    ``strike_cells`` are cells at the responder's ``res``, or a function that
+    covers the strike at a resolution: it is called with the ``res`` of the
+    peer's verified descriptor, which may differ from this node's own.
+    """
     peer = node.peer(peer_name)
     cache = SnapshotCache(node.directory)
-    strike = frozenset(strike_cells)
     timings: dict[str, float] = {}
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         started = time.perf_counter()
@@ -241,6 +245,11 @@ async def run_check(
             now=now(), newer_than=cache.latest_sequence(peer.name)
         )
         cache.accept_sequence(peer.name, descriptor.descriptor.sequence)
+        if callable(strike_cells):
+            cover = strike_cells
+            strike = frozenset(await asyncio.to_thread(cover, descriptor.descriptor.res))
+        else:
+            strike = frozenset(strike_cells)
         cached = await asyncio.to_thread(cache.open, peer.name, descriptor)
         timings["descriptor_s"] = time.perf_counter() - started
         started = time.perf_counter()

@@ -1,4 +1,9 @@
-"""Reading a positions or strike file into the cells it covers at a node's resolution."""
+"""Reading a positions or strike file into the cells it covers at a given resolution.
+
+A strike is read once (``read_shapes``) and covered later (``cover_features``),
+because the resolution it must be covered at is the responder's, which the
+proposer only learns from the peer's signed descriptor.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,26 @@ from pathlib import Path
 
 from protocol.cover import feature_to_cover
 from protocol.inputs import read_features
-from protocol.shapes import check_distance
+from protocol.shapes import Feature, check_distance
 from server.cli import STDIO, read_input
 
 
-def read_cover(path: str | Path, *, res: int, default_radius_m: float = 0.0) -> set[int]:
-    """The union of every feature's conservative cover at ``res``."""
+def read_shapes(path: str | Path, *, default_radius_m: float = 0.0) -> list[Feature]:
+    """Every feature of a GeoJSON or CSV file (``-`` is stdin), validated."""
     name = str(path)
     radius = check_distance(default_radius_m, "--radius-m")
     source = "<stdin>" if name == STDIO else name
-    features = read_features(read_input(name), source=source, default_radius_m=radius)
+    return read_features(read_input(name), source=source, default_radius_m=radius)
+
+
+def cover_features(features: list[Feature], *, res: int) -> set[int]:
+    """The union of every feature's conservative cover at ``res``."""
     cells: set[int] = set()
     for feature in features:
         cells |= feature_to_cover(feature, res)
     return cells
+
+
+def read_cover(path: str | Path, *, res: int, default_radius_m: float = 0.0) -> set[int]:
+    """The union of every feature's conservative cover at ``res``."""
+    return cover_features(read_shapes(path, default_radius_m=default_radius_m), res=res)

@@ -14,7 +14,7 @@ from server.cells_out import cells_to_geojson, sorted_cell_strs
 from server.cli import write_output
 from server.client import CheckReport, run_check
 from server.node import Node
-from server.positions import read_cover
+from server.positions import cover_features, read_shapes
 
 if TYPE_CHECKING:
     from server.cli import Subparsers
@@ -27,9 +27,9 @@ def register(subparsers: Subparsers) -> None:
         "check",
         help="check a planned strike against a pinned peer's protected positions",
         description=(
-            "Cover STRIKE (GeoJSON or CSV) at the peer's resolution and run a verified "
-            "private check against the peer's current epoch. Prints CONFLICT or CLEAR; "
-            "the receipt and an evidence bundle are stored in the node directory."
+            "Cover STRIKE (GeoJSON or CSV) at the resolution the peer's current epoch "
+            "declares and run a verified private check against that epoch. Prints CONFLICT "
+            "or CLEAR; the receipt and an evidence bundle are stored in the node directory."
         ),
     )
     parser.add_argument("directory", metavar="DIR", help="the node directory")
@@ -117,11 +117,16 @@ class DownloadBar:
 def run(args: argparse.Namespace) -> int:
     node = Node(args.directory)
     peer = node.peer(args.peer)
-    strike = read_cover(args.strike, res=node.config.res, default_radius_m=args.radius_m)
+    features = read_shapes(args.strike, default_radius_m=args.radius_m)
+
+    def strike_at(res: int) -> set[int]:
+        # The peer's resolution, from its signed descriptor, not this node's own.
+        return cover_features(features, res=res)
+
     bar = DownloadBar()
     try:
         report = asyncio.run(
-            run_check(node, peer.name, strike, plaintext=args.plaintext, progress=bar)
+            run_check(node, peer.name, strike_at, plaintext=args.plaintext, progress=bar)
         )
     finally:
         bar.close()

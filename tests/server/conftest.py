@@ -91,12 +91,15 @@ class Pair:
     root: Path
 
 
-def edit_config(directory: Path, **tables: Mapping[str, Any]) -> None:
-    """Merge ``tables`` (e.g. ``limits={...}``) into a node's config.toml."""
+def edit_config(directory: Path, **settings: Any) -> None:
+    """Set top-level keys and merge tables (e.g. ``limits={...}``) into a node's config.toml."""
     path = directory / CONFIG_FILE
     config = tomllib.loads(path.read_text())
-    for table, values in tables.items():
-        config.setdefault(table, {}).update(values)
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
     path.write_text(tomli_w.dumps(config))
 
 

@@ -32,6 +32,7 @@ from tests.server.conftest import (
     Pair,
     check_stub,
     current_descriptor,
+    edit_config,
     make_pair,
     tls_channel,
 )
@@ -197,6 +198,22 @@ async def test_check_sees_new_positions_without_a_restart(
     assert (report["conflict"], report["epoch_sequence"]) == (True, 2)
     assert await check(directory, "--peer", RESPONDER, str(files["hit"]), "--json") == 0
     assert json.loads(capsys.readouterr().out)["conflict"] is False
+
+
+async def test_the_strike_is_covered_at_the_responders_resolution(
+    nodes: Pair,
+    running: RunningServer,
+    files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The proposer's own node works at res 8; the responder's descriptor says res 9.
+    edit_config(nodes.proposer.directory, res=8, res_min=5)
+    argv = [str(nodes.proposer.directory), "--peer", RESPONDER, str(files["hit"]), "--json"]
+    assert await check(*argv) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["conflict"] is True
+    assert report["strike_cells"] == len(read_cover(files["hit"], res=RES))
+    assert {h3.get_resolution(h3.str_to_int(c)) for c in report["conflicting_cells"]} == {RES}
 
 
 async def test_check_against_an_unreachable_peer_fails_in_one_line(
