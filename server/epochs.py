@@ -146,6 +146,24 @@ class EpochStore:
             raise LocalProtocolError(f"{self._current_file()} is corrupt: {text!r}")
         return int(text)
 
+    def next_sequence(self) -> int:
+        """One past every sequence this node has published or still stores.
+
+        Not simply ``current + 1``: if ``current`` was rolled back or damaged, a new
+        epoch must still be numbered above every one peers may have seen, or they
+        would refuse it as a replay (and its directory would collide with a kept one).
+        """
+        stored = [
+            int(path.name)
+            for path in (self.root.iterdir() if self.root.exists() else ())
+            if path.name.isdigit()
+        ]
+        try:
+            current = self.current_sequence() or 0
+        except LocalProtocolError:
+            current = 0
+        return max([current, *stored]) + 1
+
     def current_marker(self) -> tuple[int, int] | None:
         """A cheap fingerprint of ``current`` to notice a new epoch without reading it."""
         try:
@@ -165,7 +183,7 @@ class EpochStore:
         """Build a new epoch from ``protected_cells`` and make it current."""
         config = self.node.config
         cells = list(protected_cells)
-        sequence = (self.current_sequence() or 0) + 1
+        sequence = self.next_sequence()
         if not self.root.exists():
             make_private_dir(self.root)
         staging = self.root / f".{sequence:06d}.building"

@@ -61,7 +61,7 @@ class EpochWatcher:
     def get(self) -> ServedEpoch:
         marker = self.store.current_marker()
         if marker != self._marker or self._epoch is None:
-            epoch = self.store.current()
+            epoch = self._load()
             if epoch is not None and self._epoch is not None:
                 log.info("serving epoch %d (was %d)", epoch.sequence, self._epoch.sequence)
             self._epoch, self._marker = epoch, marker
@@ -72,6 +72,23 @@ class EpochWatcher:
                 "(its operator runs: hexpsi positions DIR POSITIONS)",
             )
         return self._epoch
+
+    def _load(self) -> ServedEpoch | None:
+        """The epoch ``current`` names; a damaged one is this node's fault, not the caller's.
+
+        The reason goes to the operator's log; the peer learns only that the node
+        cannot serve right now (never a path, never a status that blames the peer).
+        """
+        try:
+            return self.store.current()
+        except (HexpsiError, OSError) as error:
+            reason = error.explain() if isinstance(error, HexpsiError) else str(error)
+            log.error("cannot load the current epoch: %s (run hexpsi positions again)", reason)
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {self.store.node.name!r} cannot serve its current epoch right now "
+                "(its operator must set its positions again)",
+            ) from None
 
 
 class CheckServicer(check_pb2_grpc.CheckServiceServicer):

@@ -168,3 +168,14 @@ def test_the_watcher_does_not_leak_replaced_epochs(node: Node) -> None:
         watcher.get()
     gc.collect()
     assert _open_files() <= before
+
+
+def test_a_new_epoch_is_numbered_above_every_published_one(node: Node) -> None:
+    build(node)
+    build(node)
+    current = node.directory / EPOCHS_DIR / CURRENT_FILE
+    current.write_text("1\n")  # rolled back (a restored backup, a careless operator)
+    assert build(node) == 3
+    current.write_text("garbage\n")
+    assert build(node) == 4
+    assert EpochStore(node).current_sequence() == 4

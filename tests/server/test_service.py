@@ -23,7 +23,7 @@ from protocol.budget import cell_area_km2
 from protocol.group import IDENTITY, validate_element
 from protocol.messages import Receipt
 from server.app import RunningServer, start_server
-from server.epochs import BlockFile
+from server.epochs import CURRENT_FILE, EPOCHS_DIR, BlockFile
 from server.rpc.hexpsi.v1 import check_pb2
 from server.wire import PEER_METADATA_KEY
 from tests.server.conftest import (
@@ -541,3 +541,26 @@ async def test_a_download_the_peer_abandons_frees_its_slot(
             await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
     finally:
         await running.stop(grace=1.0)
+
+
+@pytest.mark.parametrize("damage", ["descriptor", "blocks", "current"])
+async def test_a_damaged_epoch_on_the_responder_is_its_own_failed_precondition(
+    pair: Pair, served: RunningServer, damage: str
+) -> None:
+    epochs = pair.responder.directory / EPOCHS_DIR
+    if damage == "descriptor":
+        path = epochs / "000001" / "descriptor"
+        path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    elif damage == "blocks":
+        (epochs / "000001" / "blocks").unlink()
+    (epochs / CURRENT_FILE).write_text("x\n" if damage == "current" else "1\n")
+    async with tls_channel(pair.responder, pair.proposer) as channel:
+        stub = check_stub(channel)
+        error = await refused(stub.GetDescriptor(check_pb2.GetDescriptorRequest(), timeout=10))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        details = error.details() or ""
+        assert "cannot serve its current epoch" in details
+        assert str(pair.responder.directory) not in details
+        # Its operator sets the positions again and the node serves at once.
+        make_epoch(pair.responder)
+        assert (await current_descriptor(stub, pair.responder)).descriptor.node == RESPONDER
