@@ -92,7 +92,7 @@ def validate_element(data: bytes, what: str = "group element") -> bytes:
         raise RemoteProtocolError(f"{what} must be {ELEMENT_SIZE} bytes, got {size}")
     if data == IDENTITY:
         raise RemoteProtocolError(f"{what} is the identity element")
-    if _is_valid_point(data) != 1:
+    if data[-1] & 0x80 or _is_valid_point(data) != 1:
         raise RemoteProtocolError(f"{what} is not a canonical ristretto255 encoding")
     return data
 
@@ -152,9 +152,22 @@ def _scalar_problem(data: bytes, *, allow_zero: bool) -> str:
 
 
 def _require_encoding(data: bytes, what: str) -> None:
-    """Length check for elements that may legitimately be the identity."""
+    """Length and top-bit check for elements that may legitimately be the identity."""
     if not isinstance(data, bytes) or len(data) != ELEMENT_SIZE:
         raise RemoteProtocolError(f"{what} must be {ELEMENT_SIZE} bytes")
+    if data[-1] & 0x80:
+        raise RemoteProtocolError(f"{what} is not a canonical ristretto255 encoding")
+
+
+def _malformed(element: object) -> bool:
+    """Wrong type or length, or the top bit set.
+
+    A canonical encoding is a field element below 2**255 - 19, so its top bit is
+    clear; the libsodium that rbcl bundles (1.0.18) ignores that bit when
+    decoding, which would give every element a second accepted encoding, so the
+    bit is checked here before libsodium sees the element.
+    """
+    return not isinstance(element, bytes) or len(element) != ELEMENT_SIZE or element[-1] & 0x80 != 0
 
 
 def _rejected(element: bytes, what: str) -> RemoteProtocolError:
@@ -330,9 +343,7 @@ def scalar_mult_many(
     out = _Buffer()
     result = []
     for index, element in enumerate(elements):
-        if not isinstance(element, bytes) or len(element) != ELEMENT_SIZE:
-            raise _rejected(element, f"{what} {index}")
-        if _mult(out, scalar, element) != 0:
+        if _malformed(element) or _mult(out, scalar, element) != 0:
             raise _rejected(element, f"{what} {index}")
         result.append(out.raw)
     return result
@@ -348,9 +359,7 @@ def scalar_mult_pairs(
     result = []
     for index, (scalar, element) in enumerate(zip(scalars, elements, strict=True)):
         require_scalar(scalar, f"scalar {index}")
-        if not isinstance(element, bytes) or len(element) != ELEMENT_SIZE:
-            raise _rejected(element, f"{what} {index}")
-        if _mult(out, scalar, element) != 0:
+        if _malformed(element) or _mult(out, scalar, element) != 0:
             raise _rejected(element, f"{what} {index}")
         result.append(out.raw)
     return result

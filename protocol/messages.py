@@ -53,14 +53,6 @@ class ElementGroup:
                     f"an element at resolution {self.resolution} is {len(element)} bytes, "
                     f"expected {ELEMENT_SIZE}"
                 )
-            if element[-1] & 0x80:
-                # A canonical encoding is a field element below 2**255 - 19, so its top bit
-                # is clear. Checked here because the libsodium that rbcl bundles (1.0.18)
-                # ignores that bit, which would give every element a second encoding.
-                raise RemoteProtocolError(
-                    f"an element at resolution {self.resolution} is not a canonical "
-                    "ristretto255 encoding (top bit set)"
-                )
 
     def joined(self) -> bytes:
         return b"".join(self.elements)
