@@ -11,11 +11,13 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import h3.api.basic_int as h3
 import pytest
 import pytest_asyncio
+from nacl.signing import SigningKey
 
 from protocol.tokens import cells_inside, query_tokens
 from server.app import RunningServer, start_server
@@ -225,6 +227,22 @@ async def test_check_against_an_unreachable_peer_fails_in_one_line(
     assert captured.out == ""
     err = one_line_error(captured.err)
     assert f"peer alpha is unreachable at {nodes.responder.config.listen}" in err
+
+
+async def test_check_refuses_a_descriptor_the_pinned_key_did_not_sign(
+    nodes: Pair,
+    running: RunningServer,
+    files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pinned = nodes.proposer.peer(RESPONDER).identity
+    other_key = bytes(SigningKey.generate().verify_key)
+    nodes.proposer.add_peer(replace(pinned, signing_public_key=other_key), replace=True)
+    code = await check(str(nodes.proposer.directory), "--peer", RESPONDER, str(files["hit"]))
+    assert code == 1
+    err = one_line_error(capsys.readouterr().err)
+    assert "epoch descriptor signature does not verify" in err
+    assert [e.kind for e in running.audit.entries()] == ["epoch"]  # no evaluation
 
 
 async def test_check_against_an_unknown_peer_fails_in_one_line(
