@@ -93,12 +93,14 @@ class PeerClient:
 
     def _failure(self, error: grpc.aio.AioRpcError, what: str) -> HexpsiError:
         code = error.code()
+        # One line whatever the transport wrote: the CLI prints errors as single lines.
+        details = " ".join((error.details() or code.name).split())
         if code == grpc.StatusCode.UNAVAILABLE:
             return HexpsiError(
-                f"peer {self.peer.name} is unreachable at {self.peer.address} ({what}): "
-                f"{error.details()}",
+                f"peer {self.peer.name} is unreachable at {self.peer.address} ({what}): {details}",
                 status=Status.UNAVAILABLE,
-                hint="is its server running, and does its certificate match the pinned one?",
+                hint="is its server running, has it pinned this node (hexpsi peer add), "
+                "and does its certificate match the one pinned here?",
             )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return HexpsiError(
@@ -106,7 +108,7 @@ class PeerClient:
                 status=Status.DEADLINE_EXCEEDED,
             )
         return HexpsiError(
-            f"peer {self.peer.name} refused {what}: {error.details()}",
+            f"peer {self.peer.name} refused {what}: {details}",
             status=STATUSES.get(code, Status.UNAVAILABLE),
         )
 
