@@ -87,10 +87,8 @@ class ResponderStream:
     async def send(self, message: mutual_pb2.MutualRequest) -> None:
         try:
             await self.call.write(message)
-        except grpc.aio.AioRpcError as error:
-            raise self.client._failure(error, "the mutual check") from None
-        except asyncio.InvalidStateError:
-            # The responder ended the call; reading says why.
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            # The responder ended the call while we were writing; reading says why.
             await self.next("the rest of the exchange")
             raise RemoteProtocolError(
                 f"peer {self.client.peer.name} closed the call while we were still sending"
@@ -103,9 +101,13 @@ async def _send_own_set(session: ProposerMutual, stream: ResponderStream) -> Non
 
 
 async def _exchange(
-    session: ProposerMutual, stream: ResponderStream, now: Callable[[], float]
+    session: ProposerMutual,
+    stream: ResponderStream,
+    now: Callable[[], float],
+    timings: dict[str, float],
 ) -> MutualResult:
     """Everything after the accept: both sets, commitment, answer, reveal, statement."""
+    started = time.perf_counter()
     sender = asyncio.create_task(_send_own_set(session, stream))
     try:
         while not session.responder_set_complete:
@@ -118,15 +120,21 @@ async def _exchange(
     finally:
         sender.cancel()
     await stream.send(commitment_request(await asyncio.to_thread(session.commit)))
+    timings["blinded_sets_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     while not session.answer_complete:
         message = await stream.next("a chunk of the double-blinded proposer set")
         chunk = read_response_chunk(message, "double_blinded")
         await asyncio.to_thread(session.receive_double_chunk, chunk)
+    timings["answer_s"] = time.perf_counter() - started
+    started = time.perf_counter()
     for chunk in await asyncio.to_thread(session.reveal):
         await stream.send(chunk_request("double_blinded", chunk))
     await stream.send(finish_request(session.finish(now=now())))
     signature = read_countersignature(await stream.next("the countersignature"))
-    return session.complete(signature)
+    result = session.complete(signature)
+    timings["reveal_and_sign_s"] = time.perf_counter() - started
+    return result
 
 
 async def run_mutual(
@@ -177,12 +185,15 @@ async def run_mutual(
             try:
                 await stream.send(start_request(start))
                 session.accept(read_accept(await stream.next("the accept")))
-                result = await _exchange(session, stream, now)
+                result = await _exchange(session, stream, now, timings)
             except (Exception, asyncio.CancelledError) as error:
                 call.cancel()
                 _log_failure(node, peer.name, start.session_id, error, now())
                 raise
             timings["exchange_s"] = time.perf_counter() - started
+            timings["accept_s"] = timings["exchange_s"] - sum(
+                timings[k] for k in ("blinded_sets_s", "answer_s", "reveal_and_sign_s")
+            )
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     receipt_file = await asyncio.to_thread(store_receipt, node, result.receipt)
