@@ -160,9 +160,7 @@ async def run_mutual(
         max_workers=workers or default_workers(), thread_name_prefix="hexpsi-mutual"
     )
     try:
-        async with PeerClient(
-            node, peer, plaintext=plaintext, timeout=MUTUAL_TIMEOUT_SECONDS
-        ) as client:
+        async with PeerClient(node, peer, plaintext=plaintext) as client:
             started = time.perf_counter()
             descriptor = await client.fetch_descriptor(now=now())
             session = await asyncio.to_thread(
