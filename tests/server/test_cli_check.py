@@ -285,7 +285,7 @@ async def test_check_without_positions_on_the_peer_says_what_to_do(
 # ---------------------------------------------------------------- serve
 
 
-async def test_serve_plaintext_on_loopback_answers_check_plaintext(
+async def test_hexpsi_serve_plaintext_answers_checks_and_follows_new_positions(
     nodes: Pair, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     process = subprocess.Popen(
@@ -313,6 +313,12 @@ async def test_serve_plaintext_on_loopback_answers_check_plaintext(
         # A TLS client cannot talk to the plaintext server.
         assert await check(*argv) == 1
         assert "unreachable" in capsys.readouterr().err
+        # New positions from another process reach the running server.
+        assert main(["positions", str(nodes.responder.directory), str(files["clear"])]) == 0
+        argv[-1] = str(files["clear"])
+        assert await check(*argv, "--plaintext", "--json") == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["conflict"], report["epoch_sequence"]) == (True, 2)
     finally:
         process.terminate()
         _, err = await asyncio.to_thread(process.communicate, timeout=30)
