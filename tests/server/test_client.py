@@ -7,7 +7,6 @@ protected set, for strikes sent as tokens from res 9 up to whole res-5 cells.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,8 @@ from pathlib import Path
 import h3.api.basic_int as h3
 import pytest
 
-from protocol.check import ProposerCheck
 from protocol.errors import HexpsiError, StaleError, Status
 from protocol.evidence import Evidence, verify_evidence
-from protocol.gcs import SnapshotReader
 from protocol.messages import Receipt
 from protocol.tokens import cells_inside, query_tokens
 from server.app import RunningServer, start_server
@@ -26,6 +23,7 @@ from server.client import PeerClient, run_check
 from server.epochs import CURRENT_FILE, EPOCHS_DIR, BlockFile, EpochStore
 from server.node import Node
 from server.snapcache import CACHE_DIR, SnapshotCache
+from server.wire import request_to_query
 from tests.server.conftest import (
     FAR,
     OUTPOST,
@@ -35,6 +33,7 @@ from tests.server.conftest import (
     RESPONDER,
     STRIKES,
     Pair,
+    evaluate_request,
     make_epoch,
     make_nodes,
     make_pair,
@@ -178,16 +177,9 @@ async def test_a_slow_responder_hits_the_deadline(
     async with PeerClient(pair.proposer, peer, timeout=0.2) as client:
         descriptor = await client.fetch_descriptor(now=time.time())
         assert descriptor.descriptor.node == RESPONDER
-        session = ProposerCheck(
-            descriptor=descriptor,
-            responder_key=peer.identity.verify_key,
-            snapshot=SnapshotReader(served.servicer.epochs.get().params, bytes),
-            proposer=pair.proposer.name,
-            strike_cells=STRIKES["direct"],
-            rng=os.urandom,
-        )
+        query = request_to_query(evaluate_request(descriptor.digest))
         with pytest.raises(HexpsiError, match="did not answer the check in time") as caught:
-            await client.evaluate(session.start())
+            await client.evaluate(query)
     assert caught.value.status is Status.DEADLINE_EXCEEDED
 
 
