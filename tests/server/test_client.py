@@ -117,6 +117,10 @@ async def test_a_replayed_older_descriptor_is_refused(pair: Pair, served: Runnin
     current.write_text("1\n")
     with pytest.raises(StaleError, match="older than 2"):
         await run_check(pair.proposer, RESPONDER, STRIKES["direct"])
+    # The next epoch the responder makes is numbered above the one the proposer saw.
+    make_epoch(pair.responder)
+    report = await run_check(pair.proposer, RESPONDER, STRIKES["direct"])
+    assert report.descriptor.descriptor.sequence == 3
 
 
 async def test_an_unpinned_client_is_refused(
