@@ -241,12 +241,13 @@ async def run_check(
     peer = node.peer(peer_name)
     cache = SnapshotCache(node.directory)
     timings: dict[str, float] = {}
+    signer = peer.identity.signing_public_key
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         started = time.perf_counter()
         descriptor = await client.fetch_descriptor(
-            now=now(), newer_than=cache.latest_sequence(peer.name)
+            now=now(), newer_than=cache.latest_sequence(peer.name, signer)
         )
-        cache.accept_sequence(peer.name, descriptor.descriptor.sequence)
+        cache.accept_sequence(peer.name, descriptor.descriptor.sequence, signer)
         if callable(strike_cells):
             cover = strike_cells
             strike = frozenset(await asyncio.to_thread(cover, descriptor.descriptor.res))

@@ -2,7 +2,8 @@
 
 Layout inside the node directory::
 
-    cache/<peer>/latest            highest descriptor sequence accepted from the peer
+    cache/<peer>/latest            highest descriptor sequence accepted from the peer, and
+                                   the signing key (hex) it was accepted under
     cache/<peer>/<epoch>/blocks    downloaded blocks, back to back (appended as they arrive)
     cache/<peer>/<epoch>/offsets   u64 big-endian end offset of each stored block
     cache/<peer>/<epoch>/complete  present once the whole snapshot matched its digest
@@ -134,16 +135,36 @@ class SnapshotCache:
             make_private_dir(directory)
         return directory
 
-    def latest_sequence(self, peer: str) -> int | None:
+    def _read_latest(self, peer: str) -> tuple[int, str] | None:
         try:
-            return int((self.root / peer / "latest").read_text())
-        except (FileNotFoundError, ValueError):
+            fields = (self.root / peer / "latest").read_text().split()
+        except FileNotFoundError:
             return None
+        if not fields or not fields[0].isdigit():
+            return None
+        return int(fields[0]), fields[1] if len(fields) > 1 else ""
 
-    def accept_sequence(self, peer: str, sequence: int) -> None:
+    def latest_sequence(self, peer: str, signer: bytes = b"") -> int | None:
+        """The newest descriptor sequence accepted from ``peer``.
+
+        Sequences only mean something per signing key: given ``signer`` (the peer's
+        pinned verify key), a sequence recorded under another key does not count,
+        so a peer that was rebuilt with new keys (and re-pinned) starts again at 1.
+        A replayed descriptor of the old identity fails its signature anyway.
+        """
+        latest = self._read_latest(peer)
+        if latest is None:
+            return None
+        sequence, recorded_signer = latest
+        if signer and recorded_signer and recorded_signer != signer.hex():
+            return None
+        return sequence
+
+    def accept_sequence(self, peer: str, sequence: int, signer: bytes = b"") -> None:
         """Remember the newest descriptor seen, so an older one is refused as a replay."""
-        if sequence > (self.latest_sequence(peer) or -1):
-            atomic_write(self._peer_dir(peer) / "latest", str(sequence).encode())
+        latest = self.latest_sequence(peer, signer)
+        if latest is None or sequence > latest:
+            atomic_write(self._peer_dir(peer) / "latest", f"{sequence} {signer.hex()}".encode())
 
     def open(self, peer: str, descriptor: SignedDescriptor) -> CachedSnapshot:
         epoch = descriptor.descriptor.epoch_id.hex()

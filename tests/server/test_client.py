@@ -33,6 +33,7 @@ from tests.server.conftest import (
     RESPONDER,
     STRIKES,
     Pair,
+    edit_config,
     evaluate_request,
     make_epoch,
     make_nodes,
@@ -297,3 +298,31 @@ async def test_a_strike_too_large_for_one_check_is_refused_before_it_is_sent(
     with pytest.raises(HexpsiError, match="accepts at most 4096 per check; split the zone"):
         await run_check(pair.proposer, RESPONDER, ring)
     assert served.audit.entries() == []
+
+
+async def test_a_peer_that_starts_over_with_new_keys_is_checked_again(
+    tmp_path: Path, pair: Pair
+) -> None:
+    running = await start_server(pair.responder)
+    try:
+        make_epoch(pair.responder)
+        await run_check(pair.proposer, RESPONDER, STRIKES["direct"])  # saw sequence 2
+    finally:
+        await running.stop(grace=1.0)
+    # alpha is rebuilt from scratch (new keys, sequences from 1) at the same address;
+    # both sides pin the new identities.
+    reborn = make_nodes(tmp_path / "reborn", [RESPONDER])[RESPONDER]
+    address = pair.responder.config.listen
+    edit_config(reborn.directory, listen=address, address=address)
+    reborn = Node(reborn.directory)
+    reborn.add_peer(pair.proposer.own_identity())
+    pair.proposer.add_peer(reborn.own_identity(), replace=True)
+    reborn = Node(reborn.directory)
+    make_epoch(reborn)
+    running = await start_server(reborn)
+    try:
+        report = await run_check(Node(pair.proposer.directory), RESPONDER, STRIKES["direct"])
+    finally:
+        await running.stop(grace=1.0)
+    assert report.descriptor.descriptor.sequence == 1
+    assert report.result.conflict

@@ -149,3 +149,18 @@ def test_a_complete_epoch_replaces_the_older_ones(tmp_path: Path, epoch: ServedE
     assert reopened.complete
     assert not stale.exists()
     assert reopened.directory.exists()
+
+
+def test_sequences_count_per_signing_key(tmp_path: Path) -> None:
+    cache = SnapshotCache(tmp_path)
+    old_key, new_key = b"\x01" * 32, b"\x02" * 32
+    cache.accept_sequence(RESPONDER, 5, old_key)
+    assert cache.latest_sequence(RESPONDER, old_key) == 5
+    assert cache.latest_sequence(RESPONDER, new_key) is None
+    cache.accept_sequence(RESPONDER, 1, new_key)
+    assert cache.latest_sequence(RESPONDER, new_key) == 1
+    cache.accept_sequence(RESPONDER, 0, new_key)
+    assert cache.latest_sequence(RESPONDER, new_key) == 1
+    # A sequence recorded without its key (an older cache) still binds every key.
+    (tmp_path / "cache" / RESPONDER / "latest").write_text("7")
+    assert cache.latest_sequence(RESPONDER, new_key) == 7
