@@ -2,7 +2,7 @@
 
 Every node listens on its own free loopback port and is pinned by every other
 node of its group, so the tests run the real mutual-TLS path. The protected
-set is small (a garrison of 7 cells and one outpost cell, res 9) so an epoch
+set is small (a garrison of 8 cells and one outpost cell, res 9) so an epoch
 takes a few tens of milliseconds; the strikes in ``STRIKES`` exercise tokens
 from res 5 to res 9 against it.
 """
