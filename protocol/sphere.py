@@ -47,6 +47,20 @@ def _cross(a: Vec, b: Vec) -> Vec:
     return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
+def _arc_normal(a: Vec, b: Vec) -> Vec:
+    """A normal of the plane through ``a`` and ``b``, precise even for very short arcs.
+
+    (a + b) x (b - a) equals 2 (a x b), but the short difference keeps full
+    relative precision where a x b would lose it to cancellation.
+    """
+    return _cross((a[0] + b[0], a[1] + b[1], a[2] + b[2]), (b[0] - a[0], b[1] - a[1], b[2] - a[2]))
+
+
+def _unit(a: Vec) -> Vec:
+    length = _norm(a) or 1.0
+    return (a[0] / length, a[1] / length, a[2] / length)
+
+
 def _dot(a: Vec, b: Vec) -> float:
     return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
@@ -133,7 +147,7 @@ def densify(a: LatLng, b: LatLng, max_step_m: float) -> list[LatLng]:
 
 def point_to_arc_m(p: Vec, a: Vec, b: Vec) -> float:
     """Distance in metres from ``p`` to the minor great-circle arc ``a``-``b`` (unit vectors)."""
-    normal = _cross(a, b)
+    normal = _arc_normal(a, b)
     length = _norm(normal)
     # The foot of the perpendicular lies on the arc iff p is on the inner side of
     # both planes through the pole of the arc and each end.
@@ -144,16 +158,25 @@ def point_to_arc_m(p: Vec, a: Vec, b: Vec) -> float:
 
 def arcs_cross(a: Vec, b: Vec, c: Vec, d: Vec) -> bool:
     """Whether the minor arcs ``a``-``b`` and ``c``-``d`` share a point (touching counts)."""
-    n1, n2 = _cross(a, b), _cross(c, d)
+    n1, n2 = _arc_normal(a, b), _arc_normal(c, d)
     sa, sb = _dot(n2, a), _dot(n2, b)
     sc, sd = _dot(n1, c), _dot(n1, d)
     if sa * sb > 0 or sc * sd > 0:
         return False
     # Both great circles separate the other arc's ends; the arcs meet unless the
     # crossing is the antipode of where they point (arcs on opposite hemispheres).
-    axis = _cross(n1, n2)
+    axis = _cross(_unit(n1), _unit(n2))
     if _norm(axis) < 1e-15:
-        return min(angle_between(a, c), angle_between(a, d), angle_between(b, c)) < 1e-12
+        # One great circle: the arcs meet iff an end of one lies on the other.
+        return (
+            min(
+                point_to_arc_m(a, c, d),
+                point_to_arc_m(b, c, d),
+                point_to_arc_m(c, a, b),
+                point_to_arc_m(d, a, b),
+            )
+            < 1e-6
+        )
     mid1 = (a[0] + b[0], a[1] + b[1], a[2] + b[2])
     mid2 = (c[0] + d[0], c[1] + d[1], c[2] + d[2])
     return _dot(axis, mid1) * _dot(axis, mid2) >= 0

@@ -98,6 +98,12 @@ def test_arcs_cross_and_arc_distances():
     v = sphere.to_vector
     assert sphere.arcs_cross(v((-1, 0)), v((1, 0)), v((0, -1)), v((0, 1)))
     assert not sphere.arcs_cross(v((-1, 0)), v((1, 0)), v((0, 0.5)), v((0, 1)))
+    # One great circle: overlapping arcs meet, disjoint ones do not.
+    assert sphere.arcs_cross(v((0, 0)), v((0, 2)), v((0, 1)), v((0, 3)))
+    assert not sphere.arcs_cross(v((0, 0)), v((0, 1)), v((0, 2)), v((0, 3)))
+    # Tiny arcs (a res 15 cell edge is half a metre) still cross.
+    tiny = 1e-6
+    assert sphere.arcs_cross(v((-tiny, 10)), v((tiny, 10)), v((0, 10 - tiny)), v((0, 10 + tiny)))
     # Same great circles, but the arcs sit on opposite sides of the sphere.
     assert not sphere.arcs_cross(v((-1, 0)), v((1, 0)), v((0, 179)), v((0, -179)))
     one_degree = sphere.EARTH_RADIUS_M * math.radians(1)
