@@ -94,7 +94,6 @@ from protocol.mutual_messages import (
 from protocol.mutual_sets import (
     InboundSet,
     SetDigest,
-    Slot,
     batched,
     blind_slots,
     cells_at_resolution,
@@ -230,7 +229,6 @@ class _Session:
         self.proposer_epoch_id = b""
         self.proposer_set_size = 0
         self.responder_set_size = 0
-        self._slots: list[Slot] = []
         self._own_sent = 0
         self._own_digest: SetDigest | None = None
         self.shared_cells: int | None = None
@@ -242,29 +240,31 @@ class _Session:
                 f"{self.role} mutual session is {self.state.value}, not {wanted}"
             )
 
-    def _prepare_own_set(self) -> None:
+    def _draw_key(self) -> None:
         if self._key is None:
             self._key = random_scalar(self.rng)
-        self._slots = padded_slots(self.cells, self.own_set_size, self.rng)
 
     @property
     def own_set_sent(self) -> bool:
-        return self._own_digest is not None and self._own_sent == len(self._slots)
+        return self._own_digest is not None and self._own_sent == self.own_set_size
 
     def _own_chunks(self, role: str) -> Iterator[ElementChunk]:
-        """Blind the own padded set chunk by chunk (the heavy part of EXCHANGING)."""
-        self._expect(State.EXCHANGING)
-        if self._own_digest is not None:
-            raise LocalProtocolError(f"the {self.role}'s own set is already being sent")
-        assert self._key is not None
-        digest = self._own_digest = SetDigest(role, self.session_id)
-        blind = functools.partial(blind_slots, self._key)
+        """Pad, shuffle and blind the own set chunk by chunk (the heavy part of EXCHANGING).
+
+        The shuffle happens here, in the lane, rather than before the accept, so
+        it overlaps with the peer's work instead of holding up both sides.
+        """
         try:
-            for index, start in enumerate(range(0, len(self._slots), self.chunk_elements)):
+            self._expect(State.EXCHANGING)
+            if self._own_digest is not None:
+                raise LocalProtocolError(f"the {self.role}'s own set is already being sent")
+            assert self._key is not None
+            digest = self._own_digest = SetDigest(role, self.session_id)
+            slots = padded_slots(self.cells, self.own_set_size, self.rng)
+            blind = functools.partial(blind_slots, self._key)
+            for index, start in enumerate(range(0, len(slots), self.chunk_elements)):
                 self._expect(State.EXCHANGING)
-                elements = batched(
-                    self.mapper, blind, self._slots[start : start + self.chunk_elements]
-                )
+                elements = batched(self.mapper, blind, slots[start : start + self.chunk_elements])
                 digest.add(elements)
                 self._own_sent += len(elements)
                 yield ElementChunk(index, tuple(elements))
@@ -365,7 +365,7 @@ class ProposerMutual(_Session):
         """Draw the session id and key, pad and shuffle the own set; returns the opening."""
         self._expect(State.IDLE)
         self.session_id = self.rng(SESSION_ID_SIZE)
-        self._prepare_own_set()
+        self._draw_key()
         self.state = State.STARTED
         return MutualStart(
             self.session_id, self.descriptor.digest, self.proposer_epoch_id, self.proposer_set_size
@@ -536,7 +536,7 @@ class ResponderMutual(_Session):
         self._proposer_set = InboundSet(
             "proposer", "the proposer's set", start.proposer_set_size, self.session_id
         )
-        self._prepare_own_set()
+        self._draw_key()
         self.state = State.EXCHANGING
         return MutualAccept(self.session_id, self.responder_set_size)
 

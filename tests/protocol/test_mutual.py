@@ -37,7 +37,13 @@ from protocol.mutual_messages import (
     MutualReceipt,
     MutualStart,
 )
-from protocol.mutual_sets import blind_slots, cells_at_resolution, mutual_element, split_chunks
+from protocol.mutual_sets import (
+    blind_slots,
+    cells_at_resolution,
+    mutual_element,
+    padded_slots,
+    split_chunks,
+)
 from protocol.padding import size_bucket
 from tests.protocol.helpers import NOW, PROPOSER, DeterministicRng, signing_key
 from tests.protocol.mutual_helpers import (
@@ -229,11 +235,13 @@ def test_every_map_up_to_the_minimum_looks_the_same() -> None:
 
 
 def test_padding_is_shuffled_in_with_the_cells() -> None:
-    proposer = proposer_session(cells_of(40))
-    proposer.start()
-    positions = [i for i, slot in enumerate(proposer._slots) if isinstance(slot, int)]
-    assert len(positions) == 40
+    cells = cells_of(40)
+    slots = padded_slots(cells, BUCKET_MINIMUM, DeterministicRng(b"shuffle"))
+    assert len(slots) == BUCKET_MINIMUM
+    assert {slot for slot in slots if isinstance(slot, int)} == cells
+    positions = [i for i, slot in enumerate(slots) if isinstance(slot, int)]
     assert positions != list(range(40))
+    assert max(positions) > 80  # real cells are spread over the whole set
 
 
 # --- states -------------------------------------------------------------------------------
