@@ -23,7 +23,19 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Protocol
 
 from protocol.errors import HexpsiError
-from server.cli import audit, check, demo, encode, identity, init, mutual, peer, positions, serve
+from server.cli import (
+    audit,
+    bench,
+    check,
+    demo,
+    encode,
+    identity,
+    init,
+    mutual,
+    peer,
+    positions,
+    serve,
+)
 
 if TYPE_CHECKING:
     from server.cli import Subparsers
@@ -46,6 +58,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     mutual,
     audit,
     demo,
+    bench,
 ]
 
 VERBOSE_ENV = "HEXPSI_VERBOSE"

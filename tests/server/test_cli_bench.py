@@ -1,0 +1,38 @@
+"""``hexpsi bench`` keeps working: every workload runs in quick mode and reports its shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from server.bench.harness import discover
+from server.cli.main import main
+
+
+def test_every_workload_runs_quick_and_reports_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--quick", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    workloads = out["workloads"]
+    assert set(workloads) == set(discover())
+    for name, stats in workloads.items():
+        assert stats["runs"] == 1, name
+        assert 0 < stats["min"] <= stats["seconds"] <= stats["max"], name
+    assert workloads["snapshot_1m"]["bytes_per_token"] > 0
+
+
+def test_only_selects_and_unknown_names_fail_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "--quick", "--only", "hash_to_group"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hash_to_group") and out.count("\n") == 1
+    assert main(["bench", "--only", "no_such_workload"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown workload(s): no_such_workload" in err and err.count("\n") == 1
+
+
+def test_list_names_every_workload(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--list"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert listed == set(discover())
