@@ -16,7 +16,9 @@ them); the ``*_s`` phases are the proposer's view of the last run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -30,10 +32,13 @@ from typing import Any, TypeVar
 import h3.api.basic_int as h3
 import tomli_w
 
+from protocol.group import random_scalar
+from protocol.mutual_sets import Slot, batched, blind_slots
 from server.app import RunningServer, start_server
 from server.bench.harness import Extra, RunOnce, Workload, run_workloads
 from server.demo import free_loopback_port
 from server.epochs import EpochStore
+from server.executor import default_workers, local_mapper
 from server.mutual_client import run_mutual
 from server.node import CONFIG_FILE, Node, init_node
 
@@ -143,6 +148,32 @@ def _prepare_100k(quick: bool) -> RunOnce:
     return _prepare(2_000 if quick else 100_000)
 
 
+def _prepare_thread_scaling(quick: bool) -> RunOnce:
+    """The own-set blinding (hash, then scalar mult) on one worker thread, then on all cores."""
+    slots: list[Slot] = list(spiral(CENTER, 4_000 if quick else 20_000))
+    key = random_scalar(os.urandom)
+    blind = functools.partial(blind_slots, key)
+    workers = default_workers()
+
+    def run() -> Extra:
+        started = time.perf_counter()
+        batched(map, blind, slots)
+        one = time.perf_counter() - started
+        with local_mapper(workers) as mapper:
+            started = time.perf_counter()
+            batched(mapper, blind, slots)
+            many = time.perf_counter() - started
+        return {
+            "elements": len(slots),
+            "workers": workers,
+            "one_worker_us_per_element": round(one / len(slots) * 1e6, 1),
+            "all_workers_us_per_element": round(many / len(slots) * 1e6, 1),
+            "speedup": round(one / many, 2),
+        }
+
+    return run
+
+
 WORKLOADS = [
     Workload(
         "mutual_100k",
@@ -151,13 +182,22 @@ WORKLOADS = [
         _prepare_100k,
         runs=5,
     ),
+    Workload(
+        "mutual_blind_threads",
+        "blinding 20,000 cells (hash to group, then scalar mult) on one worker thread and "
+        "then on one per core through the thread-pool map (quick: 4,000)",
+        _prepare_thread_scaling,
+        runs=3,
+    ),
 ]
 
 
 def main(argv: list[str]) -> int:
-    """``python -m server.bench.mutual [--quick]``: run this module's workloads, print JSON."""
+    """``python -m server.bench.mutual [--quick] [NAME ...]``: run workloads, print JSON."""
+    names = [arg for arg in argv if not arg.startswith("-")]
+    chosen = [w for w in WORKLOADS if not names or w.name in names]
     try:
-        results = run_workloads(WORKLOADS, quick="--quick" in argv)
+        results = run_workloads(chosen, quick="--quick" in argv)
     finally:
         for pair in _PAIRS:
             pair.close()

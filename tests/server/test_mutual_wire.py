@@ -28,8 +28,26 @@ from server.app import start_server
 from server.epochs import CELLS_FILE, EpochStore
 from server.mutual_client import run_mutual
 from server.mutual_records import load_receipt
+from server.mutual_wire import (
+    accept_response,
+    chunk_request,
+    chunk_response,
+    commitment_request,
+    countersignature_response,
+    finish_request,
+    read_accept,
+    read_commitment,
+    read_countersignature,
+    read_finish,
+    read_request_chunk,
+    read_response_chunk,
+    read_start,
+    start_request,
+)
 from server.node import Node
 from server.rpc.hexpsi.v1 import mutual_pb2, mutual_pb2_grpc
+from tests.protocol.helpers import NOW
+from tests.protocol.mutual_helpers import mutual_pair
 from tests.server.conftest import (
     CENTER,
     DELIBERATE,
@@ -350,3 +368,57 @@ async def test_mutual_sessions_share_the_per_peer_call_limit(pair: Pair) -> None
             error = await refusal(second)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "calls in progress" in (error.details() or "")
+
+
+# --- what an observer of the wire sees ----------------------------------------------------
+
+
+def wire_sizes(proposer_cells: frozenset[int], responder_cells: frozenset[int]) -> list[int]:
+    """Every message of an in-memory session, as serialized protobuf, in order."""
+    pair = mutual_pair(proposer_cells, responder_cells, chunk_elements=50)
+    sizes: list[int] = []
+
+    def request(message: mutual_pb2.MutualRequest) -> mutual_pb2.MutualRequest:
+        sizes.append(message.ByteSize())
+        return mutual_pb2.MutualRequest.FromString(message.SerializeToString())
+
+    def response(message: mutual_pb2.MutualResponse) -> mutual_pb2.MutualResponse:
+        sizes.append(message.ByteSize())
+        return mutual_pb2.MutualResponse.FromString(message.SerializeToString())
+
+    start = read_start(request(start_request(pair.proposer.start())))
+    accept = pair.responder.receive_start(start, now=NOW)
+    pair.proposer.accept(read_accept(response(accept_response(accept))))
+    for chunk in pair.proposer.outgoing_chunks():
+        received = read_request_chunk(request(chunk_request("blinded", chunk)), "blinded")
+        pair.responder.receive_proposer_chunk(received)
+    for chunk in pair.responder.own_chunks():
+        received = read_response_chunk(response(chunk_response("blinded", chunk)), "blinded")
+        pair.proposer.receive_responder_chunk(received)
+    pair.responder.receive_commitment(
+        read_commitment(request(commitment_request(pair.proposer.commit())))
+    )
+    for chunk in pair.responder.answer():
+        message = response(chunk_response("double_blinded", chunk))
+        pair.proposer.receive_double_chunk(read_response_chunk(message, "double_blinded"))
+    for chunk in pair.proposer.reveal():
+        revealed = request(chunk_request("double_blinded", chunk))
+        pair.responder.receive_reveal_chunk(read_request_chunk(revealed, "double_blinded"))
+    finish = read_finish(request(finish_request(pair.proposer.finish(now=NOW))))
+    receipt = pair.responder.countersign(finish, now=NOW)
+    signature = read_countersignature(
+        response(countersignature_response(receipt.responder_signature))
+    )
+    assert pair.proposer.complete(signature).shared_cells == len(proposer_cells & responder_cells)
+    return sizes
+
+
+def first_cells(count: int) -> frozenset[int]:
+    return frozenset(sorted(h3.grid_disk(CENTER, 8))[:count])
+
+
+def test_maps_within_one_bucket_look_the_same_on_the_wire() -> None:
+    small = wire_sizes(first_cells(130), first_cells(3))
+    large = wire_sizes(first_cells(141), first_cells(120))
+    assert small == large
+    assert wire_sizes(first_cells(180), first_cells(3)) != small
