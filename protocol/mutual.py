@@ -191,8 +191,8 @@ def _step(method: Callable[..., R]) -> Callable[..., R]:
     def wrapper(self: _Session, *args: object, **kwargs: object) -> R:
         try:
             return method(self, *args, **kwargs)
-        except HexpsiError:
-            self.state = State.ERROR
+        except HexpsiError as error:
+            self.fail(error)
             raise
 
     return wrapper
@@ -232,6 +232,14 @@ class _Session:
         self._own_sent = 0
         self._own_digest: SetDigest | None = None
         self.shared_cells: int | None = None
+        self.failure: HexpsiError | None = None
+        """The error that parked the session in ERROR: the cause, when lanes fail together."""
+
+    def fail(self, error: HexpsiError) -> None:
+        """Park the session in ERROR, remembering the first error as the cause."""
+        if self.failure is None:
+            self.failure = error
+        self.state = State.ERROR
 
     def _expect(self, *states: State) -> None:
         if self.state not in states:
@@ -268,8 +276,8 @@ class _Session:
                 digest.add(elements)
                 self._own_sent += len(elements)
                 yield ElementChunk(index, tuple(elements))
-        except HexpsiError:
-            self.state = State.ERROR
+        except HexpsiError as error:
+            self.fail(error)
             raise
 
     def _blind_received(self, chunk: ElementChunk, what: str) -> list[bytes]:

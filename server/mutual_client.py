@@ -186,7 +186,11 @@ async def run_mutual(
                 result = await _exchange(session, stream, now, timings)
             except (Exception, asyncio.CancelledError) as error:
                 call.cancel()
-                _log_failure(node, peer.name, start.session_id, error, now())
+                # When both lanes fail, the one that parked the session says why.
+                cause = session.failure if isinstance(error, HexpsiError) else None
+                _log_failure(node, peer.name, start.session_id, cause or error, now())
+                if cause is not None and cause is not error:
+                    raise cause from None
                 raise
             timings["exchange_s"] = time.perf_counter() - started
             timings["accept_s"] = timings["exchange_s"] - sum(

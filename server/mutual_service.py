@@ -170,7 +170,11 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             receipt = await self._countersign(session, stream)
             await asyncio.to_thread(self._record, peer, receipt, charged)
         except (Exception, asyncio.CancelledError, GeneratorExit) as error:
-            self._record_failure(peer, start, error, charged)
+            # When both lanes fail, the one that parked the session says why.
+            cause = session.failure if isinstance(error, HexpsiError) else None
+            self._record_failure(peer, start, cause or error, charged)
+            if cause is not None and cause is not error:
+                raise cause from None
             raise
         log.info(
             "mutual check for %s: %d shared cells at res %d, receipt %s",

@@ -520,3 +520,15 @@ def test_the_group_work_runs_through_the_mapper() -> None:
 def test_blinding_is_deterministic_per_key_and_element() -> None:
     key = random_scalar(DeterministicRng(b"k"))
     assert blind_slots(key, [CENTER]) == [scalar_mult(key, mutual_element(CENTER))]
+
+
+def test_the_first_error_stays_the_cause_when_the_other_lane_fails_after_it() -> None:
+    pair = opened()
+    first, *_ = proposer_chunks(pair)
+    own = pair.responder.own_chunks()
+    next(own)
+    with pytest.raises(RemoteProtocolError, match="identity") as caught:
+        pair.responder.receive_proposer_chunk(with_element(first, 0, IDENTITY))
+    with pytest.raises(LocalProtocolError, match="is error"):
+        next(own)
+    assert pair.responder.failure is caught.value

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from protocol.errors import HexpsiError, LocalProtocolError, Status
 from protocol.group import IDENTITY
 from protocol.mutual_messages import MutualReceipt
 from server.app import start_server
+from server.bench.mutual import maps as bench_maps
 from server.epochs import CELLS_FILE, EpochStore
 from server.mutual_client import run_mutual
 from server.mutual_records import load_receipt
@@ -422,3 +424,22 @@ def test_maps_within_one_bucket_look_the_same_on_the_wire() -> None:
     large = wire_sizes(first_cells(141), first_cells(120))
     assert small == large
     assert wire_sizes(first_cells(180), first_cells(3)) != small
+
+
+@pytest.mark.slow
+async def test_maps_of_100k_cells_a_side_fit_the_message_limits(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("about a minute of group work: opt in with pytest -m slow")
+    responder_cells, proposer_cells = bench_maps(100_000)
+    pair = make_pair(tmp_path, epoch=False)
+    for node, cells in ((pair.responder, responder_cells), (pair.proposer, proposer_cells)):
+        EpochStore(node).create(cells, now=time.time()).blocks.close()
+    running = await start_server(pair.responder)
+    try:
+        report = await run_mutual(pair.proposer, RESPONDER)
+    finally:
+        await running.stop(grace=1.0)
+    assert report.result.shared_cells == len(set(responder_cells) & set(proposer_cells))
+    assert report.result.receipt.statement.proposer_set_size == 106_496
