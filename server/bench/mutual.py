@@ -16,6 +16,7 @@ them); the ``*_s`` phases are the proposer's view of the last run.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import json
 import os
@@ -118,6 +119,8 @@ class LoopbackPair:
         return extra
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         self._on_server_loop(self._server.stop(grace=1.0)).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
@@ -141,6 +144,7 @@ def _prepare(count: int) -> RunOnce:
     _PAIRS.clear()
     pair = LoopbackPair(count)
     _PAIRS.append(pair)
+    atexit.register(pair.close)  # the harness has no teardown; stop the server at exit
     return pair.run_once
 
 

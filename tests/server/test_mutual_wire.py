@@ -427,11 +427,7 @@ def test_maps_within_one_bucket_look_the_same_on_the_wire() -> None:
 
 
 @pytest.mark.slow
-async def test_maps_of_100k_cells_a_side_fit_the_message_limits(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("about a minute of group work: opt in with pytest -m slow")
+async def test_maps_of_100k_cells_a_side_fit_the_message_limits(tmp_path: Path) -> None:
     responder_cells, proposer_cells = bench_maps(100_000)
     pair = make_pair(tmp_path, epoch=False)
     for node, cells in ((pair.responder, responder_cells), (pair.proposer, proposer_cells)):
