@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from protocol.errors import InputError
 from server.auditlog import AuditLog
 from server.ledger import Ledger
+from server.malformed import RejectMalformed
 from server.mutual_service import MutualServicer
 from server.node import Node, parse_address
 from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
@@ -112,7 +113,7 @@ async def start_server(
     ledger = node.open_ledger()
     audit = node.open_audit_log()
     servicer = CheckServicer(node, ledger=ledger, audit=audit, plaintext=plaintext)
-    server = grpc.aio.server(options=server_options(node))
+    server = grpc.aio.server(options=server_options(node), interceptors=[RejectMalformed()])
     check_pb2_grpc.add_CheckServiceServicer_to_server(servicer, server)
     mutual = MutualServicer(
         node, ledger=ledger, audit=audit, gate=servicer.gate, epochs=servicer.epochs

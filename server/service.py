@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 RECEIPTS_DIR = "receipts"
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 """Blocks per streamed message add up to at most this (or half the message limit, if less)."""
+SNAPSHOT_STALL_SECONDS = 60.0
+"""A snapshot download whose reader takes no chunk for this long is ended (DEADLINE_EXCEEDED)."""
 T = TypeVar("T")
 
 
@@ -103,6 +105,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         plaintext: bool = False,
         clock: Callable[[], float] = time.time,
         rng: RandomBytes = os.urandom,
+        snapshot_stall_seconds: float = SNAPSHOT_STALL_SECONDS,
     ) -> None:
         self.node = node
         self.ledger = ledger
@@ -110,6 +113,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         self.plaintext = plaintext
         self.clock = clock
         self.rng = rng
+        self.snapshot_stall_seconds = snapshot_stall_seconds
         self.epochs = EpochWatcher(EpochStore(node))
         self.gate = PeerGate(node, plaintext=plaintext)
         self.receipts_dir = node.directory / RECEIPTS_DIR
@@ -149,14 +153,45 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
 
         return await self._guard(context, work())
 
-    async def GetSnapshot(
+    def _unexpired_epoch(self, now: float) -> ServedEpoch:
+        """The current epoch, refused once it has expired: no peer can use it any more.
+
+        The proposer would refuse the signed descriptor as expired anyway; saying so
+        here, before a snapshot is streamed or a query validated, tells both sides
+        what to fix (the responder's operator sets the positions again).
+        """
+        epoch = self.epochs.get()
+        valid_until = epoch.descriptor.descriptor.valid_until
+        if now > valid_until:
+            log.warning(
+                "epoch %d expired at %.0f and no newer one is set (run hexpsi positions)",
+                epoch.sequence,
+                valid_until,
+            )
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {self.node.name!r} has no current epoch: epoch {epoch.sequence} expired "
+                f"at {valid_until:.0f} (Unix time); its operator must set its positions again",
+            )
+        return epoch
+
+    async def GetSnapshot(  # type: ignore[override]
         self,
         request: check_pb2.GetSnapshotRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> AsyncIterator[check_pb2.GetSnapshotResponse]:
-        try:
+    ) -> None:
+        """Stream the blocks with ``context.write``, each write bounded by the stall limit.
+
+        A coroutine rather than an async generator (the generated stubs only know
+        the latter) because a generator suspended in ``yield`` cannot time out: a
+        peer that stops reading would hold one of its call slots until its own
+        deadline, if it set one. gRPC's flow control already keeps only a few
+        chunks buffered for a stalled reader; this ends the call itself.
+        """
+
+        async def work() -> None:
             peer = self.caller(context)
-            epoch = self.epochs.get()
+            epoch = self._unexpired_epoch(self.clock())
             if request.epoch_id != epoch.descriptor.descriptor.epoch_id:
                 raise Refusal(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -174,13 +209,27 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 for first, blocks in epoch.blocks.chunks(
                     request.start_block, max_bytes=chunk_bytes
                 ):
-                    yield check_pb2.GetSnapshotResponse(
+                    message = check_pb2.GetSnapshotResponse(
                         first_block=first, blocks=blocks, block_count=count
                     )
-        except Refusal as refusal:
-            await context.abort(refusal.code, refusal.message)
-        except HexpsiError as error:
-            await context.abort(_status_of(error), error.explain())
+                    try:
+                        await asyncio.wait_for(context.write(message), self.snapshot_stall_seconds)
+                    except TimeoutError:
+                        log.warning(
+                            "%s stopped reading the snapshot at block %d; ending the download",
+                            peer.name,
+                            first,
+                        )
+                        # Returning (not aborting) frees the slot at once: an abort would
+                        # wait behind the chunks the stalled reader has not taken.
+                        context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+                        context.set_details(
+                            f"no snapshot chunk was read for {self.snapshot_stall_seconds:.0f} s; "
+                            f"resume from block {first}"
+                        )
+                        return
+
+        await self._guard(context, work())
 
     async def Evaluate(
         self,
@@ -196,7 +245,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
     ) -> check_pb2.EvaluateResponse:
         peer = self.caller(context)
         with self.session_slot(peer):
-            epoch = self.epochs.get()
+            epoch = self._unexpired_epoch(self.clock())
             query = request_to_query(request)
             session = ResponderCheck(
                 descriptor=epoch.descriptor,
