@@ -26,10 +26,12 @@ def test_only_selects_and_unknown_names_fail_with_one_line(
 ) -> None:
     assert main(["bench", "--quick", "--only", "hash_to_group"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("hash_to_group") and out.count("\n") == 1
+    assert out.startswith("hash_to_group")
+    assert out.count("\n") == 1
     assert main(["bench", "--only", "no_such_workload"]) == 1
     err = capsys.readouterr().err
-    assert "unknown workload(s): no_such_workload" in err and err.count("\n") == 1
+    assert "unknown workload(s): no_such_workload" in err
+    assert err.count("\n") == 1
 
 
 def test_list_names_every_workload(capsys: pytest.CaptureFixture[str]) -> None:
