@@ -17,19 +17,20 @@ proposer holds (its own epochs' keys, or its master secret applied to the
 responder's epoch id) matches a single snapshot value. The control: under the
 responder's real key every token does match, so the values were read correctly.
 
-How each was checked to fail without its protection (temporary edits, reverted):
+How each was checked to fail without its protection (temporary edits in a copy
+of the tree, reverted):
 
-* ``server.service.CheckServicer._evaluate`` made to add the hex of the first
-  blinded element's unkeyed preimage... instead: the responder's audit details
-  given ``"tokens": [f"{c:x}" for c in <strike tokens>]`` through a test-only
-  monkeypatch of ``ResponderCheck.receive`` returning the cells: the responder
-  scan reported ``hex`` hits in ``audit.sqlite3`` and in its ``-wal`` copy;
-* ``protocol.snapshot.evaluate_chunk`` made to truncate ``sha256(token)``
-  instead of the OPRF output: the snapshot test reported every responder token
-  under ``sha256(token)`` (and the control then failed, as it should);
-* ``protocol.keys.epoch_key`` made to ignore the master secret (one key for
-  every node): the proposer's own keys then evaluated the responder's tokens to
-  snapshot values and the key test failed.
+* strike tokens reaching the responder's disk (the proposer adding each token's
+  bytes to its EvaluateRequest as an unknown protobuf field, and the responder
+  writing the request's hex into its audit details): 855 hits (``hex``,
+  ``u64-be``, ``token``...) in ``audit.sqlite3`` and in its ``-wal`` copy;
+* an unkeyed snapshot (``protocol.snapshot.evaluate_chunk`` truncating
+  ``sha256(token)`` instead of the OPRF output): the unkeyed-hash test reported
+  every responder token as ``sha256(token)``, and the key test's control failed;
+* one key for every node (``protocol.keys.epoch_key`` deriving from 32 zero bytes
+  instead of the master secret): the proposer's own master secret applied to the
+  responder's epoch id evaluated the responder's tokens to snapshot values and
+  the key test failed.
 """
 
 from __future__ import annotations

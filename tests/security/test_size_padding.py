@@ -7,15 +7,17 @@ in size (10 and 120 protected cells; 130 and 141 cells on the proposer's side)
 but share their buckets. The responder and an observer of the plaintext see
 the same serialized messages and the same DATA byte counts.
 
-How each was checked to fail without its protection (temporary edits, reverted):
+How each was checked to fail without its protection (temporary edits in a copy
+of the tree, reverted):
 
-* query padding off (``protocol.check.ProposerCheck._start`` padding each group to
-  its real size): the 65- and 72-cell queries differed by 7 elements (224 bytes)
-  and the query test failed;
-* snapshot padding off (``protocol.padding.pad_values`` returning the real values
-  only): the descriptors announced different counts and the snapshot test failed;
-* mutual padding off (``protocol.mutual._own_set_size`` returning the real count):
-  the mutual message sizes differed and the mutual test failed.
+* query padding off (``size_bucket`` in ``protocol/check.py`` returning the real
+  count, on both sides, since the responder refuses unpadded groups): the 65- and
+  72-cell queries differed by 7 elements (224 bytes) and the query test failed;
+* snapshot padding off (``SnapshotPlan.for_tokens`` padding to the real count):
+  the descriptors announced 21 and 155 values and the snapshot test failed;
+* mutual padding off (``protocol.mutual._own_set_size`` returning the real count,
+  and the size check in ``protocol.mutual_messages`` let through): the message
+  sizes differed and the mutual test failed.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def test_mutual_maps_within_one_bucket_exchange_equal_sizes(sized: Sized) -> Non
     (first, first_call), (second, second_call) = sized.mutuals
     assert (first.result.own_cells, second.result.own_cells) == (130, 141)
     assert (first.result.shared_cells, second.result.shared_cells) == (0, 11)
+    assert shape(first_call) == shape(second_call)
     for report in (first, second):
         statement = report.result.receipt.statement
         assert (statement.proposer_set_size, statement.responder_set_size) == (144, 128)
-    assert shape(first_call) == shape(second_call)

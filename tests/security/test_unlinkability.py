@@ -8,16 +8,18 @@
 * Two mutual checks of the same maps share no element of any of the four sets:
   neither side can link them, nor count repeats.
 
-How each was checked to fail without its protection (temporary edits, reverted):
+How each was checked to fail without its protection (temporary edits in a copy
+of the tree, reverted):
 
-* keys reused across epochs (``protocol.keys.epoch_key`` ignoring the epoch id):
-  the two epochs' snapshots then shared every real value (65 of 1,024) and the
-  first test failed; the second test shows the same thing without an edit, by
+* keys reused across epochs (``protocol.keys`` binding the keys to a zero epoch
+  id): the two epochs' snapshots shared every real value (90 of 1,024) and the
+  first test failed; the second test shows the same without an edit, by
   building two snapshots under one key;
-* blinds fixed (``protocol.oprf.blind`` drawing its scalars from a constant
-  source): the two queries for the same zone shared every real element;
-* mutual keys fixed (``ProposerMutual`` and ``ResponderMutual`` given ``key=``
-  a constant scalar in ``server/``): the two sessions shared every element.
+* blinds fixed (``protocol.oprf.blind`` using the scalar 7 for every input): the
+  two queries for the same zone shared every real element and the check test
+  failed (the wire scan still passed: fixed blinds are keyed, just linkable);
+* mutual keys fixed (``_Session._draw_key`` in ``protocol.mutual`` using the
+  scalar 7): the two sessions shared every element and the mutual test failed.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def test_two_epochs_of_one_map_share_no_snapshot_value(tmp_path: Path) -> None:
     node = make_nodes(tmp_path, [RESPONDER, "other"])[RESPONDER]
     first, second = make_epoch(node, RESPONDER_CELLS), make_epoch(node, RESPONDER_CELLS)
     store = EpochStore(node)
-    assert store.load(first).keys != store.load(second).keys
     assert epoch_values(store, first) & epoch_values(store, second) == set()
+    assert store.load(first).keys != store.load(second).keys
 
 
 def test_one_key_for_two_snapshots_would_link_every_position() -> None:

@@ -9,18 +9,20 @@ unkeyed group hashes, a dozen unkeyed digests and their 8/16-byte prefixes). The
 scan covers the raw TCP bytes and every gRPC message reassembled from its DATA
 frames, so a form cut by a frame boundary is still seen.
 
-How each was checked to fail without its protection (temporary edits, reverted):
+How each was checked to fail without its protection (temporary edits in a copy
+of the tree, reverted):
 
-* blinding off: ``protocol.oprf.blind`` made to use the scalar 1, so each
-  blinded element is the unkeyed HashToGroup(token): the plaintext scan reported
-  ``oprf-hash-to-group(token)`` hits for every strike token (and, with the mutual
-  blinding key fixed to 1 in ``protocol.mutual``, ``mutual-hash-to-group(token)``
-  hits for both maps);
-* raw ids: ``server.wire.query_to_request`` made to append the strike tokens'
-  ``token_bytes`` to the session id field: ``token`` hits at once; the same with
-  ``sha256(token)[:8]``: ``sha256(token)`` hits;
-* TLS: the TLS test run with ``plaintext=True`` on both sides fails on the
-  protocol markers (method paths, descriptor bytes).
+* blinding off (``protocol.oprf.blind`` using the scalar 1, so each blinded
+  element is the unkeyed HashToGroup(token)): 212 ``oprf-hash-to-group(token)``
+  hits, on the client side of the first connection onwards;
+* mutual blinding off (the mutual session key fixed to the scalar 1): 592
+  ``mutual-hash-to-group(token)`` hits in the mutual streams;
+* raw ids on the wire (``PeerClient.evaluate`` adding each strike token's bytes
+  to the EvaluateRequest as an unknown protobuf field, which the responder
+  ignores): ``u64-be`` and ``token`` hits; the same with ``sha256(token)[:8]``:
+  ``sha256(token)`` hits;
+* TLS off (the TLS test run with ``plaintext=True`` on server, check and mutual):
+  the method path, descriptor, receipt and proposer name all appeared.
 """
 
 from __future__ import annotations
