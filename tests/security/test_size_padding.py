@@ -79,6 +79,8 @@ class Sized:
     mutuals: list[tuple[MutualReport, GrpcCall]]
     snapshots: list[tuple[Descriptor, GrpcCall]]
     descriptors: list[GrpcCall]
+    connections: list[list[GrpcCall]]
+    """The calls of each connection: one per check or mutual check, in order."""
 
 
 async def _run(root: Path) -> Sized:
@@ -101,7 +103,8 @@ async def _run(root: Path) -> Sized:
     finally:
         await server.stop(grace=1.0)
         await proxy.stop()
-    calls = [call for connection in proxy.connections for call in grpc_calls(connection)]
+    connections = [grpc_calls(connection) for connection in proxy.connections]
+    calls = [call for connection in connections for call in connection]
     evaluations = [call for call in calls if call.path == EVALUATE]
     snapshots = [call for call in calls if call.path == GET_SNAPSHOT]
     assert len(evaluations) == len(STRIKES) + 1
@@ -117,6 +120,7 @@ async def _run(root: Path) -> Sized:
             (second.descriptor.descriptor, snapshots[1]),
         ],
         descriptors=[call for call in calls if call.path == GET_DESCRIPTOR],
+        connections=connections,
     )
 
 
@@ -144,6 +148,10 @@ def test_strikes_within_one_bucket_send_and_receive_equal_sizes(sized: Sized) ->
     assert shape(checks["ring-65 (clear)"][1]) == big
     assert shape(sized.second_epoch_check[1]) == big
     assert shape(checks["one cell (clear)"][1]) == shape(checks["eight cells (conflict)"][1])
+    # Nothing after the answer tells a conflict from a clear check: whole connections match.
+    by_name = dict(zip(STRIKES, sized.connections, strict=False))
+    clear, conflict = by_name["one cell (clear)"], by_name["eight cells (conflict)"]
+    assert [(c.path, shape(c)) for c in clear] == [(c.path, shape(c)) for c in conflict]
     control = shape(checks["ring-80 (control, conflict)"][1])
     assert control[0] != big[0], "control: a strike in the next bucket is visibly larger"
 
