@@ -39,6 +39,7 @@ from protocol.gcs import GcsParams, decode_block
 from protocol.group import ELEMENT_SIZE, hash_to_group_many
 from protocol.mutual_sets import HASH_DST as MUTUAL_HASH_DST
 from protocol.oprf import Mode, context_string
+from protocol.snapshot import snapshot_params
 from protocol.tokens import query_tokens, responder_tokens, token_bytes
 from server.app import RunningServer, start_server
 from server.client import CheckReport, run_check
@@ -47,6 +48,7 @@ from server.epochs import EpochStore
 from server.mutual_client import MutualReport, run_mutual
 from server.node import Node, init_node
 from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
+from server.snapcache import CACHE_DIR
 
 RES = 9
 RES_MIN = 5
@@ -621,6 +623,16 @@ class Scenario:
     @property
     def strike_tokens(self) -> frozenset[int]:
         return frozenset(t for _, report in self.checks for t in strike_tokens(report.strike_cells))
+
+    def cached_snapshot(self) -> tuple[set[int], int]:
+        """The responder's snapshot values as the proposer cached them, and λ."""
+        descriptor = self.checks[-1][1].descriptor.descriptor
+        params = snapshot_params(descriptor)
+        cached = self.proposer.directory / CACHE_DIR / RESPONDER / descriptor.epoch_id.hex()
+        ends = u64_list((cached / "offsets").read_bytes())
+        values = stored_values((cached / "blocks").read_bytes(), [0, *ends], params)
+        assert len(values) == params.count
+        return set(values), params.bits
 
     @property
     def every_cell(self) -> frozenset[int]:

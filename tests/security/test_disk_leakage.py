@@ -43,7 +43,7 @@ from protocol.group import hash_to_group_many
 from protocol.keys import epoch_keys
 from protocol.mutual_sets import HASH_DST as MUTUAL_HASH_DST
 from protocol.oprf import evaluate
-from protocol.snapshot import MODE, snapshot_params
+from protocol.snapshot import MODE
 from protocol.tokens import token_bytes
 from server.epochs import EpochStore
 from server.snapcache import CACHE_DIR
@@ -65,9 +65,7 @@ from tests.security.leak_helpers import (
     files_under,
     preimage_forms,
     scan_tree,
-    stored_values,
     truncate,
-    u64_list,
     with_ancestors,
 )
 
@@ -141,23 +139,10 @@ def test_the_scan_finds_what_each_node_legitimately_keeps(recorded: Scenario) ->
     assert any("evidence.json" in hit.where and hit.form == "hex" for hit in strikes)
 
 
-def cached_snapshot_values(scenario: Scenario) -> tuple[set[int], int]:
-    """The values of the responder's snapshot as the proposer cached it, and λ."""
-    descriptor = scenario.checks[-1][1].descriptor
-    params = snapshot_params(descriptor.descriptor)
-    directory = (
-        scenario.proposer.directory / CACHE_DIR / RESPONDER / descriptor.descriptor.epoch_id.hex()
-    )
-    ends = u64_list((directory / "offsets").read_bytes())
-    values = stored_values((directory / "blocks").read_bytes(), [0, *ends], params)
-    assert len(values) == params.count
-    return set(values), params.bits
-
-
 def test_the_cached_snapshot_matches_no_unkeyed_hash_of_any_responder_token(
     recorded: Scenario,
 ) -> None:
-    values, bits = cached_snapshot_values(recorded)
+    values, bits = recorded.cached_snapshot()
     tokens = sorted(all_tokens(RESPONDER_CELLS))
     candidates: dict[int, str] = {}
     for token in tokens:
@@ -175,7 +160,7 @@ def test_the_cached_snapshot_matches_no_unkeyed_hash_of_any_responder_token(
 def test_the_cached_snapshot_matches_nothing_under_keys_the_proposer_holds(
     recorded: Scenario,
 ) -> None:
-    values, bits = cached_snapshot_values(recorded)
+    values, bits = recorded.cached_snapshot()
     descriptor = recorded.checks[-1][1].descriptor.descriptor
     tokens = sorted(all_tokens(RESPONDER_CELLS))
 

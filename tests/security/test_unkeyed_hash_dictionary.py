@@ -27,21 +27,22 @@ import time
 import h3.api.basic_int as h3
 import pytest
 
+from protocol.keys import epoch_keys
+from protocol.oprf import evaluate
 from protocol.padding import pad_values
-from protocol.snapshot import snapshot_params
+from protocol.snapshot import MODE
 from protocol.tokens import token_bytes
-from server.snapcache import CACHE_DIR
+from server.epochs import EpochStore
 from tests.security.leak_helpers import (
     HASH_PREFIX_MIN,
     RES,
     RES_MIN,
-    RESPONDER,
     RESPONDER_CELLS,
+    UNKEYED_HASHES,
     Scenario,
     all_tokens,
-    stored_values,
+    preimage_forms,
     truncate,
-    u64_list,
     with_ancestors,
 )
 
@@ -129,10 +130,29 @@ def test_the_dictionary_finds_nothing_in_hexpsi_traffic_or_snapshots(
         windows = {data[i : i + HASH_PREFIX_MIN] for i in range(len(data) - HASH_PREFIX_MIN + 1)}
         assert windows.isdisjoint(prefixes)
 
+    values, bits = recorded.cached_snapshot()
+    assert {truncate(digest, bits) for digest in dictionary}.isdisjoint(values)
+
+
+@pytest.mark.slow
+def test_no_theatre_token_under_any_unkeyed_hash_or_proposer_key_is_in_the_snapshot(
+    recorded: Scenario,
+) -> None:
+    """The longer variant: every theatre token, every preimage form and unkeyed hash, and
+    the proposer's own keys (its epoch, and its master secret on the responder's epoch id)."""
+    values, bits = recorded.cached_snapshot()
+    tokens = sorted(with_ancestors(theatre_cells(), RES_MIN))
+    for token in tokens:
+        for data in preimage_forms(token).values():
+            for digest in UNKEYED_HASHES.values():
+                assert truncate(digest(data), bits) not in values, f"{token:x}"
     descriptor = recorded.checks[-1][1].descriptor.descriptor
-    params = snapshot_params(descriptor)
-    cached = recorded.proposer.directory / CACHE_DIR / RESPONDER / descriptor.epoch_id.hex()
-    ends = u64_list((cached / "offsets").read_bytes())
-    values = set(stored_values((cached / "blocks").read_bytes(), [0, *ends], params))
-    assert len(values) == params.count
-    assert {truncate(digest, params.bits) for digest in dictionary}.isdisjoint(values)
+    own = EpochStore(recorded.proposer).current()
+    assert own is not None
+    own.blocks.close()
+    for epoch_id in (own.descriptor.descriptor.epoch_id, descriptor.epoch_id):
+        keys = epoch_keys(recorded.proposer.oprf_master, epoch_id, res=RES, res_min=RES_MIN)
+        for resolution, key in keys.items():
+            group = [t for t in tokens if h3.get_resolution(t) == resolution]
+            outputs = evaluate(key, [token_bytes(t) for t in group], MODE)
+            assert {truncate(o, bits) for o in outputs}.isdisjoint(values)
