@@ -11,21 +11,28 @@ nothing from a check it refused.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import strategies as st
 
 import server.app
 from protocol.budget import cell_area_km2
+from protocol.group import IDENTITY, hash_to_group
 from server.app import RunningServer, start_server
-from server.client import CHECKS_DIR
+from server.client import CHECKS_DIR, run_check
 from server.node import Node
+from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
 from server.service import CheckServicer
 from tests.server.conftest import (
     BIG_BUDGET_KM2,
@@ -82,6 +89,7 @@ ONE_GROUP_KM2 = 8 * cell_area_km2(RES)
 CHECK_SERVICE = "/hexpsi.v1.CheckService/"
 MUTUAL_SERVICE = "/hexpsi.v1.MutualService/"
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+T = TypeVar("T")
 
 
 def make_pair(
@@ -121,12 +129,12 @@ async def serving(
     ``servicer`` replaces the check service's class while the server is built, so a
     hostile responder runs behind exactly the transport an honest one has.
     """
-    honest = server.app.CheckServicer
-    server.app.CheckServicer = servicer  # type: ignore[misc]
+    honest = getattr(server.app, "CheckServicer")  # noqa: B009
+    setattr(server.app, "CheckServicer", servicer)  # noqa: B010
     try:
         running = await start_server(node, plaintext=plaintext, listen=listen)
     finally:
-        server.app.CheckServicer = honest  # type: ignore[misc]
+        setattr(server.app, "CheckServicer", honest)  # noqa: B010
     try:
         yield running
     finally:
@@ -159,15 +167,15 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 def raw_unary(channel: grpc.aio.Channel, method: str) -> Any:
     """A unary call that sends and receives bytes exactly as given (no protobuf)."""
-    return channel.unary_unary(method)
+    return channel.unary_unary(method, None, None)
 
 
 def raw_unary_stream(channel: grpc.aio.Channel, method: str) -> Any:
-    return channel.unary_stream(method)
+    return channel.unary_stream(method, None, None)
 
 
 def raw_stream_stream(channel: grpc.aio.Channel, method: str) -> Any:
-    return channel.stream_stream(method)
+    return channel.stream_stream(method, None, None)
 
 
 def audit_kinds(node: Node) -> list[str]:
@@ -201,3 +209,254 @@ def window_end(now: float, window_hours: float) -> float:
 def clock_after(seconds: float) -> Any:
     """A clock ``seconds`` ahead of the real one."""
     return lambda: time.time() + seconds
+
+
+# ---------------------------------------------------------------- a server in its own thread
+
+
+class ServerThread:
+    """A node's real server on an event loop of its own, for synchronous (hypothesis) clients.
+
+    Hypothesis drives plain functions; the server keeps running between examples
+    on this thread's loop, and clients use gRPC's blocking API against it.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.running: RunningServer = self.call(start_server(node))
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=60)
+
+    def stop(self) -> None:
+        self.call(self.running.stop(grace=0.5))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def blocking_channel(server: Node, client: Node) -> grpc.Channel:
+    """A blocking mutual-TLS channel from ``client`` to ``server``."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=server.tls_certificate_pem,
+        private_key=client.tls_key_pem,
+        certificate_chain=client.tls_certificate_pem,
+    )
+    return grpc.secure_channel(
+        target_of(server), credentials, [("grpc.ssl_target_name_override", server.name)]
+    )
+
+
+def blocking_outcome(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    """Run a blocking call (reading a whole response stream); its status and details."""
+    try:
+        result = call()
+        if isinstance(result, Iterator):
+            for _ in result:
+                pass
+    except grpc.RpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def assert_deliberate(status: tuple[grpc.StatusCode, str], what: object) -> None:
+    """Never UNKNOWN or INTERNAL, and every refusal says why."""
+    code, details = status
+    assert code not in NEVER, (what, code, details)
+    assert code == grpc.StatusCode.OK or details, (what, code)
+
+
+def assert_still_healthy(target: ServerThread, proposer: Node) -> None:
+    """Health says SERVING and an honest peer's check still comes back right."""
+    with blocking_channel(target.node, proposer) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10
+        )
+    assert reply.status == SERVING
+    gate = target.running.servicer.gate
+    deadline = time.monotonic() + 10
+    while gate.active(proposer.name) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    report = asyncio.run(run_check(proposer, target.node.name, STRIKES["direct"]))
+    assert report.result.conflict
+    assert report.result.conflicting_cells == STRIKES["direct"] & PROTECTED
+
+
+# ---------------------------------------------------------------- hostile messages
+
+FIELD_PRIME = 2**255 - 19
+
+
+def _valid(seed: bytes) -> bytes:
+    return hash_to_group(seed, b"hexpsi/tests/fuzz-element")
+
+
+def _top_bit(element: bytes) -> bytes:
+    return element[:31] + bytes([element[31] | 0x80])
+
+
+ELEMENTS = st.one_of(
+    st.binary(min_size=8, max_size=8).map(_valid),
+    st.just(IDENTITY),
+    st.integers(FIELD_PRIME, 2**255 - 1).map(lambda v: v.to_bytes(32, "little")),
+    st.binary(min_size=8, max_size=8).map(_valid).map(_top_bit),
+    st.binary(min_size=32, max_size=32),
+    st.just(b"\xff" * 32),
+)
+"""Valid, identity, non-canonical, top-bit-set, random and all-ones encodings."""
+
+JOINED = st.one_of(
+    st.tuples(st.lists(ELEMENTS, max_size=17), st.binary(max_size=31)).map(
+        lambda parts: b"".join(parts[0]) + parts[1]
+    ),
+    st.sampled_from([8, 16, 4096, 4097, 20000]).map(lambda n: _valid(b"many") * n),
+)
+"""Packed element fields: short, ragged, bucket-sized, at and past the limits."""
+
+RESOLUTIONS = st.one_of(st.integers(RES_MIN, RES), st.integers(0, 2**32 - 1))
+SESSION_IDS = st.one_of(st.none(), st.binary(max_size=80))
+"""None stands for a fresh random 16-byte id, filled in when the message is sent."""
+DIGESTS = st.one_of(st.none(), st.binary(max_size=40))
+"""None stands for the responder's current descriptor digest."""
+
+GROUPS = st.one_of(
+    st.lists(st.tuples(RESOLUTIONS, JOINED), max_size=6),
+    st.tuples(RESOLUTIONS, st.integers(100, 3000)).map(lambda g: [(g[0], _valid(b"g"))] * g[1]),
+)
+"""Groups as (resolution, packed elements): a few, or hundreds of one-element groups."""
+
+
+@dataclass(frozen=True)
+class Fills:
+    """What the ``None`` placeholders of a generated message stand for."""
+
+    digest: bytes
+    epoch_id: bytes
+
+
+def session_id(choice: bytes | None) -> bytes:
+    return os.urandom(16) if choice is None else choice
+
+
+def digest(choice: bytes | None, fills: Fills) -> bytes:
+    return fills.digest if choice is None else choice
+
+
+def _near_valid_groups(drawn: tuple[list[tuple[int, int]], Any]) -> list[tuple[int, bytes]]:
+    """Bucket-sized groups of valid elements, one element maybe swapped for a hostile one."""
+    shape, swap = drawn
+    groups = [
+        (res, b"".join(_valid(bytes([res, i, n])) for i in range(n))) for res, n in sorted(shape)
+    ]
+    if swap is not None:
+        position, element = swap
+        res, elements = groups[0]
+        at = 32 * (position % (len(elements) // 32))
+        groups[0] = (res, elements[:at] + element + elements[at + 32 :])
+    return groups
+
+
+NEAR_VALID_GROUPS = st.tuples(
+    st.lists(
+        st.tuples(st.integers(RES_MIN, RES), st.sampled_from([8, 16])),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda group: group[0],
+    ),
+    st.one_of(st.none(), st.tuples(st.integers(0, 15), ELEMENTS)),
+).map(_near_valid_groups)
+"""Queries an honest client could almost have sent: valid shapes, at most one bad element."""
+
+EVALUATE = st.one_of(
+    st.tuples(st.none(), st.none(), NEAR_VALID_GROUPS),
+    st.tuples(SESSION_IDS, DIGESTS, NEAR_VALID_GROUPS),
+    st.tuples(SESSION_IDS, DIGESTS, GROUPS),
+)
+
+
+def evaluate_message(drawn: tuple[Any, ...], fills: Fills) -> check_pb2.EvaluateRequest:
+    sid, dig, groups = drawn
+    return check_pb2.EvaluateRequest(
+        session_id=session_id(sid),
+        descriptor_digest=digest(dig, fills),
+        groups=[check_pb2.ElementGroup(resolution=r, elements=e) for r, e in groups],
+    )
+
+
+SNAPSHOT = st.tuples(
+    st.one_of(st.none(), st.binary(max_size=40)),
+    st.one_of(st.integers(0, 8), st.integers(0, 2**64 - 1)),
+)
+
+
+def snapshot_message(drawn: tuple[Any, ...], fills: Fills) -> check_pb2.GetSnapshotRequest:
+    epoch, start = drawn
+    return check_pb2.GetSnapshotRequest(
+        epoch_id=fills.epoch_id if epoch is None else epoch, start_block=start
+    )
+
+
+RECEIPT_IDS = st.one_of(
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=80),
+    st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
+    st.sampled_from(["../config.toml", "..", "/etc/passwd", "0" * 31 + "\x00", "A" * 32]),
+)
+
+SET_SIZES = st.one_of(
+    st.sampled_from([0, 1, 127, 128, 129, 256, 1 << 20, (1 << 20) + 1, 2**32 - 1]),
+    st.integers(0, 2**32 - 1),
+)
+CHUNK = st.tuples(st.integers(0, 2**32 - 1), JOINED)
+MUTUAL_STEPS = st.one_of(
+    st.tuples(st.just("start"), SESSION_IDS, DIGESTS, st.binary(max_size=20), SET_SIZES),
+    st.tuples(st.just("blinded"), CHUNK),
+    st.tuples(st.just("commitment"), st.binary(max_size=40)),
+    st.tuples(st.just("double_blinded"), CHUNK),
+    st.tuples(st.just("finish"), st.binary(max_size=300), st.binary(max_size=70)),
+    st.tuples(st.just("empty")),
+)
+VALID_START = st.tuples(st.just("start"), st.none(), st.none(), st.just(b""), st.just(128))
+PROPOSER_SET = st.tuples(st.just("blinded"), st.tuples(st.just(0), st.just(_valid(b"set") * 128)))
+MUTUAL = st.one_of(
+    st.lists(MUTUAL_STEPS, min_size=1, max_size=4),
+    st.tuples(VALID_START, st.lists(MUTUAL_STEPS, max_size=3)).map(lambda d: [d[0], *d[1]]),
+    st.tuples(VALID_START, PROPOSER_SET, st.lists(MUTUAL_STEPS, max_size=2)).map(
+        lambda d: [d[0], d[1], *d[2]]
+    ),
+)
+"""Streams of hostile steps, or a valid start (and set) followed by hostile steps."""
+
+
+def mutual_messages(drawn: list[tuple[Any, ...]], fills: Fills) -> list[mutual_pb2.MutualRequest]:
+    messages = []
+    for step in drawn:
+        kind = step[0]
+        if kind == "start":
+            _, sid, dig, epoch, size = step
+            start = mutual_pb2.MutualStart(
+                session_id=session_id(sid),
+                descriptor_digest=digest(dig, fills),
+                proposer_epoch_id=epoch if len(epoch) != 0 else os.urandom(16),
+                proposer_set_size=size,
+            )
+            messages.append(mutual_pb2.MutualRequest(start=start))
+        elif kind in ("blinded", "double_blinded"):
+            index, elements = step[1]
+            chunk = mutual_pb2.ElementChunk(index=index, elements=elements)
+            if kind == "blinded":
+                messages.append(mutual_pb2.MutualRequest(blinded=chunk))
+            else:
+                messages.append(mutual_pb2.MutualRequest(double_blinded=chunk))
+        elif kind == "commitment":
+            commitment = mutual_pb2.MutualCommitment(digest=step[1])
+            messages.append(mutual_pb2.MutualRequest(commitment=commitment))
+        elif kind == "finish":
+            finish = mutual_pb2.MutualFinish(statement=step[1], signature=step[2])
+            messages.append(mutual_pb2.MutualRequest(finish=finish))
+        else:
+            messages.append(mutual_pb2.MutualRequest())
+    return messages

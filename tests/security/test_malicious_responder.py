@@ -11,6 +11,8 @@ proposer's ``run_check`` must raise, and keep no result, receipt, evidence or
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -22,7 +24,14 @@ import pytest
 from nacl.signing import SigningKey
 
 from protocol.check import MODE
-from protocol.errors import HexpsiError, StaleError, Status, VerificationError
+from protocol.encoding import Writer
+from protocol.errors import (
+    HexpsiError,
+    RemoteProtocolError,
+    StaleError,
+    Status,
+    VerificationError,
+)
 from protocol.keys import epoch_key
 from protocol.messages import EvaluatedGroup, Query, Receipt, transcript_hash
 from protocol.oprf import blind_evaluate, generate_proof
@@ -154,6 +163,44 @@ RECEIPT_LIES: dict[str, type[CheckServicer]] = {
 }
 
 
+class NonFiniteReceipt(CheckServicer):
+    """A receipt whose time or area is NaN or infinite, written by hand and signed.
+
+    The library refuses to encode such numbers, so the bytes are patched in place.
+    """
+
+    field = "issued_at"
+    value = math.nan
+
+    async def Evaluate(
+        self,
+        request: check_pb2.EvaluateRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> check_pb2.EvaluateResponse:
+        answer = await super().Evaluate(request, context)
+        receipt = Receipt.decode(answer.receipt)
+        body = receipt.body()
+        honest = struct.pack(">d", getattr(receipt, self.field))
+        assert body.count(honest) == 1
+        body = body.replace(honest, struct.pack(">d", self.value))
+        signature = self.node.signing_key.sign(body).signature
+        answer.receipt = Writer().blob(body).fixed(signature, len(signature)).getvalue()
+        return answer
+
+
+def _non_finite(field: str, value: float) -> type[CheckServicer]:
+    return type(f"NonFinite_{field}", (NonFiniteReceipt,), {"field": field, "value": value})
+
+
+NON_FINITE = {
+    "issued at NaN": _non_finite("issued_at", math.nan),
+    "issued at infinity": _non_finite("issued_at", math.inf),
+    "area NaN": _non_finite("area_km2", math.nan),
+    "area infinite": _non_finite("area_km2", math.inf),
+    "area negative infinite": _non_finite("area_km2", -math.inf),
+}
+
+
 class ReplaysAnEarlierResponse(CheckServicer):
     """Answers every check after the first with the first one's (genuine) response."""
 
@@ -271,6 +318,16 @@ async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Any, lie
     bent receipt was accepted and stored."""
     error = await refused_check(pair, RECEIPT_LIES[lie])
     assert isinstance(error, VerificationError)
+
+
+@pytest.mark.parametrize("lie", sorted(NON_FINITE))
+async def test_a_receipt_with_non_finite_numbers_is_refused(pair: Any, lie: str) -> None:
+    """Checked to fail without the protection: with ``Reader.f64`` accepting non-finite
+    numbers and the receipt checks removed from ``verify_response``, every such
+    receipt was accepted and stored."""
+    error = await refused_check(pair, NON_FINITE[lie])
+    assert isinstance(error, RemoteProtocolError)
+    assert "non-finite" in error.message or isinstance(error, VerificationError)
 
 
 async def test_a_replayed_earlier_response_is_refused(pair: Any) -> None:
