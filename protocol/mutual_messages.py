@@ -33,6 +33,7 @@ MAX_SET_SIZE = 1 << 20
 MAX_CHUNK_ELEMENTS = 16384
 """At most 512 KiB of elements per streamed chunk, far below gRPC's message limits."""
 MAX_NAME_SIZE = 63
+MAX_RES = 15
 
 
 def require_size(data: bytes, size: int, what: str) -> None:
@@ -187,6 +188,8 @@ class MutualStatement:
             transcript_hash=reader.fixed(DIGEST_SIZE),
         )
         reader.end()
+        if statement.res > MAX_RES:
+            raise RemoteProtocolError(f"mutual statement names resolution {statement.res}")
         return statement
 
     @property

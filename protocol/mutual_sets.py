@@ -3,10 +3,15 @@
 A map enters as its cells at the responder's ``res``; each cell's token is
 hashed into ristretto255 under the mutual domain and blinded with the
 session key. The work runs in batches through a ``map``-like callable so
-threads spread it over cores (libsodium releases the GIL). Sets stream in
-chunks; :class:`InboundSet` keeps a received set in order and within its
-announced size, and :class:`SetDigest` hashes a set as streamed, whatever its
-chunking, for the transcript.
+threads spread it over cores: libsodium releases the GIL, and on the 2-core
+machines here a scalar multiplication (about 80 us) scales 2.0x on two
+threads. Short calls scale poorly (hash-to-group's 16 us and validation's 7 us
+keep handing the GIL back and forth), so blinding a batch hashes it first and
+then multiplies it, which measured 1.8x on two threads, better than
+interleaving the two per element. Sets stream in chunks; :class:`InboundSet`
+keeps a received set in order and within its announced size, and
+:class:`SetDigest` hashes a set as streamed, whatever its chunking, for the
+transcript.
 """
 
 from __future__ import annotations

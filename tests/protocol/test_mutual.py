@@ -532,3 +532,13 @@ def test_the_first_error_stays_the_cause_when_the_other_lane_fails_after_it() ->
     with pytest.raises(LocalProtocolError, match="is error"):
         next(own)
     assert pair.responder.failure is caught.value
+
+
+def test_a_receipt_naming_an_impossible_resolution_is_refused() -> None:
+    receipt = mutual_pair(A, B).run().receipt
+    encoded = receipt.encode()
+    body = receipt.statement.encode()
+    res_at = encoded.index(body) + body.index(bytes([RES]) + (128).to_bytes(4, "big"))
+    damaged = encoded[:res_at] + bytes([200]) + encoded[res_at + 1 :]
+    with pytest.raises(RemoteProtocolError, match="resolution 200"):
+        MutualReceipt.decode(damaged)
