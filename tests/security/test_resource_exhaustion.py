@@ -1,0 +1,264 @@
+"""A peer cannot exhaust a responder: message sizes, open calls and stalled downloads are bounded.
+
+Each limit is exercised against the real server over mutual TLS, and after
+each one an honest peer is still served: oversized messages are refused by
+gRPC's receive limit (RESOURCE_EXHAUSTED); a peer holds at most
+``max_sessions_per_peer`` calls, counted across all its connections and both
+services, without touching anyone else's; a peer that opens a snapshot
+download and stops reading costs a bounded number of buffered chunks (gRPC
+flow control) and loses the call after the stall limit, which frees its slot;
+an expired epoch's snapshot is not streamed at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from server.client import run_check
+from server.epochs import BlockFile
+from server.node import Node
+from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
+from tests.security.hostile_helpers import (
+    OUTSIDER,
+    PROPOSER,
+    RESPONDER,
+    STRIKES,
+    check_stub,
+    clock_after,
+    current_descriptor,
+    drain,
+    evaluate_request,
+    make_epoch,
+    make_nodes,
+    outcome,
+    refused,
+    serving,
+    tls_channel,
+    wait_until,
+)
+
+SMALL_MESSAGES = 64 * 1024
+
+
+def trio(root: Path, **limits: int) -> dict[str, Node]:
+    """alpha serves (with ``limits``); bravo and charlie are pinned peers."""
+    nodes = make_nodes(root, [RESPONDER, PROPOSER, OUTSIDER], limits=limits or None)
+    make_epoch(nodes[RESPONDER])
+    return nodes
+
+
+async def honest_check_works(proposer: Node) -> None:
+    report = await run_check(proposer, RESPONDER, STRIKES["direct"])
+    assert report.result.conflict
+
+
+# ---------------------------------------------------------------- message size
+
+
+async def test_oversized_messages_are_resource_exhausted(tmp_path: Path) -> None:
+    """One byte past the responder's receive limit, on every RPC that takes input.
+
+    Checked to fail without the protection: with ``grpc.max_receive_message_length``
+    dropped from ``server_options`` (gRPC's own 4 MiB default applies), the 64 KiB
+    messages were read and answered INVALID_ARGUMENT or NOT_FOUND instead.
+    """
+    nodes = trio(tmp_path, max_message_bytes=SMALL_MESSAGES)
+    alpha, bravo = nodes[RESPONDER], nodes[PROPOSER]
+    huge = os.urandom(SMALL_MESSAGES + 1)
+    async with serving(alpha), tls_channel(alpha, bravo) as channel:
+        stub = check_stub(channel)
+        descriptor = await current_descriptor(stub, alpha)
+        query = evaluate_request(descriptor.digest)
+        query.groups[0].elements = huge
+        calls: dict[str, Any] = {
+            "Evaluate": stub.Evaluate(query, timeout=10),
+            "GetReceipt": stub.GetReceipt(
+                check_pb2.GetReceiptRequest(receipt_id="a" * (SMALL_MESSAGES + 1)), timeout=10
+            ),
+            "GetSnapshot": drain(
+                stub.GetSnapshot(check_pb2.GetSnapshotRequest(epoch_id=huge), timeout=10)
+            ),
+        }
+        for name, call in calls.items():
+            error = await refused(call)
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, name
+        mutual = mutual_pb2_grpc.MutualServiceStub(channel).Mutual(None, timeout=10)
+        chunk = mutual_pb2.ElementChunk(index=0, elements=huge)
+        await mutual.write(mutual_pb2.MutualRequest(blinded=chunk))
+        error = await refused(mutual.read())
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await honest_check_works(bravo)
+
+
+# ---------------------------------------------------------------- open calls
+
+
+async def idle_mutual_call(channel: grpc.aio.Channel) -> Any:
+    """A mutual call that never sends its start: it holds one of the caller's slots."""
+    call = mutual_pb2_grpc.MutualServiceStub(channel).Mutual(None, timeout=60)
+    await call.wait_for_connection()
+    return call
+
+
+async def test_a_peer_holding_all_its_calls_is_refused_more_and_no_one_else_is(
+    tmp_path: Path,
+) -> None:
+    """bravo opens ``max_sessions_per_peer`` idle calls on separate connections; its next
+    call, on yet another connection, is RESOURCE_EXHAUSTED while charlie is served;
+    once bravo lets go it is served again.
+
+    Checked to fail without the protection: with ``PeerGate.session_slot`` not
+    counting, bravo's fourth call was served and ``refused`` failed.
+    """
+    limit = 3
+    nodes = trio(tmp_path, max_sessions_per_peer=limit)
+    alpha, bravo, charlie = nodes[RESPONDER], nodes[PROPOSER], nodes[OUTSIDER]
+    async with serving(alpha) as running, AsyncExitStack() as stack:
+        holders = []
+        for _ in range(limit):
+            channel = await stack.enter_async_context(tls_channel(alpha, bravo))
+            holders.append(await idle_mutual_call(channel))
+        await wait_until(lambda: running.servicer.gate.active(PROPOSER) == limit)
+        async with tls_channel(alpha, bravo) as channel:
+            stub = check_stub(channel)
+            descriptor = await current_descriptor(stub, alpha)
+            error = await refused(stub.Evaluate(evaluate_request(descriptor.digest), timeout=10))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"already has {limit} calls in progress" in (error.details() or "")
+            await honest_check_works(charlie)
+            for call in holders:
+                call.cancel()
+            await wait_until(lambda: running.servicer.gate.active(PROPOSER) == 0)
+            await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
+
+
+# ---------------------------------------------------------------- stalled downloads
+
+
+class Endless:
+    """A snapshot far larger than any flow-control window, counting the chunks produced.
+
+    Only downloads opened while ``armed`` are endless; later ones are the real snapshot.
+    """
+
+    def __init__(self, honest: Any) -> None:
+        self.honest = honest
+        self.produced = 0
+        self.armed = True
+
+    def chunks(self, blocks: BlockFile, start: int, max_bytes: int) -> Iterator[Any]:
+        if not self.armed:
+            yield from self.honest(blocks, start, max_bytes=max_bytes)
+            return
+        block = blocks.get(0)
+        per_chunk = max(1, max_bytes // len(block))
+        while True:
+            self.produced += 1
+            yield start, [block] * per_chunk
+
+
+@pytest.fixture
+def endless(monkeypatch: pytest.MonkeyPatch) -> Endless:
+    snapshot = Endless(BlockFile.chunks)
+
+    def chunks(self: BlockFile, start: int, *, max_bytes: int) -> Iterator[Any]:
+        return snapshot.chunks(self, start, max_bytes)
+
+    monkeypatch.setattr(BlockFile, "chunks", chunks)
+    return snapshot
+
+
+async def stalled_download(channel: grpc.aio.Channel, responder: Node) -> Any:
+    """Open a snapshot download, take its first chunk, then read nothing more."""
+    stub = check_stub(channel)
+    descriptor = await current_descriptor(stub, responder)
+    request = check_pb2.GetSnapshotRequest(epoch_id=descriptor.descriptor.epoch_id)
+    call = stub.GetSnapshot(request, timeout=60)
+    assert isinstance(await call.read(), check_pb2.GetSnapshotResponse)
+    return call
+
+
+async def test_a_stalled_reader_buffers_a_bounded_amount_and_blocks_no_one(
+    tmp_path: Path, endless: Endless
+) -> None:
+    """While bravo's download of an endless snapshot is stalled, the server produces
+    only a few chunks (flow control holds the rest back) and charlie is served.
+
+    Checked to fail without the protection: with ``GetSnapshot`` queueing each
+    chunk's ``context.write`` without awaiting it (10 ms apart), the count kept
+    growing (44 chunks after half a second, 129 one second later).
+    """
+    nodes = trio(tmp_path)
+    alpha, bravo, charlie = nodes[RESPONDER], nodes[PROPOSER], nodes[OUTSIDER]
+    async with serving(alpha), tls_channel(alpha, bravo) as channel:
+        call = await stalled_download(channel, alpha)
+        endless.armed = False
+        await asyncio.sleep(0.5)
+        settled = endless.produced
+        await asyncio.sleep(1.0)
+        assert endless.produced == settled
+        assert settled <= 16, f"{settled} chunks of about 1 MiB produced for a stalled reader"
+        await honest_check_works(charlie)
+        call.cancel()
+
+
+async def test_a_stalled_download_is_ended_and_frees_its_slot(
+    tmp_path: Path, endless: Endless
+) -> None:
+    """With one call allowed per peer, bravo's stalled download would lock bravo out
+    for as long as its own deadline says; the server ends it after the stall limit.
+
+    Checked to fail without the protection: with ``GetSnapshot``'s write no longer
+    bounded by ``snapshot_stall_seconds``, the slot stayed taken and ``wait_until``
+    timed out.
+    """
+    nodes = trio(tmp_path, max_sessions_per_peer=1)
+    alpha, bravo = nodes[RESPONDER], nodes[PROPOSER]
+    async with serving(alpha) as running, tls_channel(alpha, bravo) as channel:
+        running.servicer.snapshot_stall_seconds = 0.5
+        started = time.monotonic()
+        call = await stalled_download(channel, alpha)
+        await wait_until(lambda: running.servicer.gate.active(PROPOSER) == 0, timeout=10)
+        assert time.monotonic() - started < 5
+        stub = check_stub(channel)
+        descriptor = await current_descriptor(stub, alpha)
+        await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
+        # The stalled reader, once it reads on, learns why its download ended.
+        code, details = await outcome(read_to_end(call))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "resume from block" in details
+
+
+async def read_to_end(call: Any) -> None:
+    while isinstance(await call.read(), check_pb2.GetSnapshotResponse):
+        pass
+
+
+async def test_an_expired_epoch_is_not_streamed(tmp_path: Path) -> None:
+    """Once the current epoch has expired its snapshot is refused (nobody can use it),
+    with a message that tells the responder's operator what to do.
+
+    Checked to fail without the protection: with ``GetSnapshot`` taking the epoch
+    from ``self.epochs.get()`` without the expiry test, the whole snapshot was
+    streamed and ``refused`` failed.
+    """
+    nodes = trio(tmp_path)
+    alpha, bravo = nodes[RESPONDER], nodes[PROPOSER]
+    async with serving(alpha) as running, tls_channel(alpha, bravo) as channel:
+        stub = check_stub(channel)
+        descriptor = await current_descriptor(stub, alpha)
+        running.servicer.clock = clock_after(2 * 86400)
+        request = check_pb2.GetSnapshotRequest(epoch_id=descriptor.descriptor.epoch_id)
+        error = await refused(drain(stub.GetSnapshot(request, timeout=10)))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "expired" in (error.details() or "")
+        assert "set its positions again" in (error.details() or "")
