@@ -188,7 +188,7 @@ async def run_mutual(
                 call.cancel()
                 # When both lanes fail, the one that parked the session says why.
                 cause = session.failure if isinstance(error, HexpsiError) else None
-                _log_failure(node, peer.name, start.session_id, cause or error, now())
+                _log_failure(node, peer.name, session, cause or error, now())
                 if cause is not None and cause is not error:
                     raise cause from None
                 raise
@@ -221,9 +221,12 @@ def _log(node: Node, peer: str, details: dict[str, Any], when: float) -> None:
 
 
 def _log_failure(
-    node: Node, peer: str, session_id: bytes, error: BaseException, when: float
+    node: Node, peer: str, session: ProposerMutual, error: BaseException, when: float
 ) -> None:
+    """Log a session that did not complete, with the count if we had already learned it."""
+    learned = {} if session.shared_cells is None else {"shared_cells": session.shared_cells}
+    details = failed_details(role="proposer", session_id=session.session_id, error=error, **learned)
     try:
-        _log(node, peer, failed_details(role="proposer", session_id=session_id, error=error), when)
+        _log(node, peer, details, when)
     except HexpsiError:
         log.exception("could not log the failed mutual check with %s", peer)

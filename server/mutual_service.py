@@ -31,7 +31,7 @@ import grpc
 
 from protocol.errors import HexpsiError, RemoteProtocolError, Status
 from protocol.mutual import ResponderMutual
-from protocol.mutual_messages import MutualReceipt, MutualStart
+from protocol.mutual_messages import MutualReceipt
 from protocol.randomness import RandomBytes
 from protocol.snapshot import Mapper
 from server.auditlog import AuditLog
@@ -172,7 +172,7 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         except (Exception, asyncio.CancelledError, GeneratorExit) as error:
             # When both lanes fail, the one that parked the session says why.
             cause = session.failure if isinstance(error, HexpsiError) else None
-            self._record_failure(peer, start, cause or error, charged)
+            self._record_failure(peer, session, cause or error, charged)
             if cause is not None and cause is not error:
                 raise cause from None
             raise
@@ -238,10 +238,20 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         )
 
     def _record_failure(
-        self, peer: Peer, start: MutualStart, error: BaseException, charged: dict[str, object]
+        self,
+        peer: Peer,
+        session: ResponderMutual,
+        error: BaseException,
+        charged: dict[str, object],
     ) -> None:
+        """Log a charged session that did not complete, with the count if we had counted."""
+        learned = {} if session.shared_cells is None else {"shared_cells": session.shared_cells}
         details = failed_details(
-            role="responder", session_id=start.session_id, error=error, **charged
+            role="responder",
+            session_id=session.session_id,
+            error=error,
+            **charged,
+            **learned,
         )
         try:
             self.audit.append(AUDIT_KIND, peer.name, details, self.clock())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -24,7 +25,8 @@ import pytest
 
 from protocol.errors import HexpsiError, LocalProtocolError, Status
 from protocol.group import IDENTITY
-from protocol.mutual_messages import MutualReceipt
+from protocol.mutual import ProposerMutual
+from protocol.mutual_messages import MutualFinish, MutualReceipt
 from server.app import start_server
 from server.bench.mutual import maps as bench_maps
 from server.epochs import CELLS_FILE, EpochStore
@@ -54,6 +56,7 @@ from tests.server.conftest import (
     CENTER,
     DELIBERATE,
     PROPOSER,
+    PROTECTED,
     RESPONDER,
     Pair,
     check_stub,
@@ -439,3 +442,60 @@ async def test_maps_of_100k_cells_a_side_fit_the_message_limits(tmp_path: Path) 
         await running.stop(grace=1.0)
     assert report.result.shared_cells == len(set(responder_cells) & set(proposer_cells))
     assert report.result.receipt.statement.proposer_set_size == 106_496
+
+
+# --- a proposer that lies about the count -------------------------------------------------
+
+
+async def next_response(call: Call) -> mutual_pb2.MutualResponse:
+    message = await call.read()
+    assert isinstance(message, mutual_pb2.MutualResponse)
+    return message
+
+
+async def run_by_hand(
+    call: Call, session: ProposerMutual, tamper: Callable[[MutualFinish], MutualFinish]
+) -> None:
+    """The proposer's side step by step over a raw call, with its finish altered."""
+    await send(call, start_request(session.start()))
+    session.accept(read_accept(await next_response(call)))
+    for piece in session.outgoing_chunks():
+        await send(call, chunk_request("blinded", piece))
+    while not session.responder_set_complete:
+        session.receive_responder_chunk(read_response_chunk(await next_response(call), "blinded"))
+    await send(call, commitment_request(session.commit()))
+    while not session.answer_complete:
+        message = await next_response(call)
+        session.receive_double_chunk(read_response_chunk(message, "double_blinded"))
+    for piece in session.reveal():
+        await send(call, chunk_request("double_blinded", piece))
+    await send(call, finish_request(tamper(session.finish(now=time.time()))))
+
+
+async def test_a_proposer_claiming_another_count_gets_no_countersignature(pair: Pair) -> None:
+    epoch = EpochStore(pair.responder).current()
+    assert epoch is not None
+    epoch.blocks.close()
+    mine = frozenset(h3.grid_disk(CENTER, 2))
+    session = ProposerMutual(
+        descriptor=epoch.descriptor,
+        responder_key=pair.responder.signing_key.verify_key,
+        proposer=PROPOSER,
+        signing_key=pair.proposer.signing_key,
+        cells=mine,
+        proposer_epoch_id=os.urandom(16),
+        rng=os.urandom,
+    )
+
+    def inflate(finish: MutualFinish) -> MutualFinish:
+        claimed = dataclasses.replace(finish.statement, shared_cells=500)
+        return MutualFinish(claimed, pair.proposer.signing_key.sign(claimed.encode()).signature)
+
+    async with raw_call(pair) as (call, _):
+        await run_by_hand(call, session, inflate)
+        error = await refusal(call)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "claims 500 shared cells" in (error.details() or "")
+    (entry,) = audit_entries(pair.responder)
+    assert entry["outcome"] == "failed"
+    assert entry["shared_cells"] == len(mine & PROTECTED) > 0
