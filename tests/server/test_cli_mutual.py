@@ -114,3 +114,15 @@ async def test_an_unreachable_peer_is_one_clear_line(
     assert await mutual(str(nodes.proposer.directory), "--peer", RESPONDER) == 1
     err = capsys.readouterr().err
     assert f"peer {RESPONDER} is unreachable" in err
+
+
+async def test_plaintext_on_loopback_works_when_asked_for(
+    nodes: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await start_server(nodes.responder, plaintext=True)
+    try:
+        argv = [str(nodes.proposer.directory), "--peer", RESPONDER, "--plaintext", "--json"]
+        assert await mutual(*argv) == 0
+    finally:
+        await server.stop(grace=1.0)
+    assert json.loads(capsys.readouterr().out)["shared_cells"] == SHARED
