@@ -499,3 +499,11 @@ async def test_a_proposer_claiming_another_count_gets_no_countersignature(pair: 
     (entry,) = audit_entries(pair.responder)
     assert entry["outcome"] == "failed"
     assert entry["shared_cells"] == len(mine & PROTECTED) > 0
+
+
+def test_an_epoch_keeps_its_protected_cells_owner_only(maps: Pair) -> None:
+    epoch = EpochStore(maps.responder).current()
+    assert epoch is not None
+    epoch.blocks.close()
+    assert epoch.protected_cells() == sorted(RESPONDER_MAP)
+    assert (epoch.directory / CELLS_FILE).stat().st_mode & 0o777 == 0o600
