@@ -60,6 +60,8 @@ class BlockFile:
 
     def __init__(self, directory: Path) -> None:
         raw = (directory / "offsets").read_bytes()
+        if not raw or len(raw) % _OFFSET.size:
+            raise LocalProtocolError(f"{directory / 'offsets'} is truncated")
         self.offsets = [value for (value,) in _OFFSET.iter_unpack(raw)]
         self._fd = os.open(directory / "blocks", os.O_RDONLY)
         self._closer = weakref.finalize(self, os.close, self._fd)

@@ -374,6 +374,8 @@ def load_identity(data: bytes, *, where: str = "identity") -> Identity:
         parsed = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"not valid JSON ({exc})", where=where) from None
+    except RecursionError:
+        raise InputError("not usable JSON: nested too deeply", where=where) from None
     return identity_from_json(parsed, where=where)
 
 
@@ -527,6 +529,8 @@ class Node:
             data = json.loads(read_bytes(path, what="peer file"))
         except ValueError as exc:
             raise InputError(f"not valid JSON ({exc})", where=where) from None
+        except RecursionError:
+            raise InputError("not usable JSON: nested too deeply", where=where) from None
         if not isinstance(data, dict) or data.get("version") != PEER_FILE_VERSION:
             raise InputError(f"not a version {PEER_FILE_VERSION} peer file", where=where)
         identity = identity_from_json(data.get("identity"), where=where)
@@ -677,7 +681,10 @@ def init_node(
         where="",
     )
     _check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {target}: {exc.strerror or exc}") from None
     staging = target.parent / f".{target.name}.init-{secrets.token_hex(8)}"
     make_private_dir(staging)
     try:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from protocol.cover import feature_to_cover
+from protocol.errors import InputError
 from protocol.inputs import read_features
 from protocol.shapes import Feature, check_distance
 from server.cli import STDIO, read_input
+from server.cli.encode import DEFAULT_MAX_CELLS, check_cover_size
 
 
 def read_shapes(path: str | Path, *, default_radius_m: float = 0.0) -> list[Feature]:
@@ -23,8 +25,22 @@ def read_shapes(path: str | Path, *, default_radius_m: float = 0.0) -> list[Feat
     return read_features(read_input(name), source=source, default_radius_m=radius)
 
 
-def cover_features(features: list[Feature], *, res: int) -> set[int]:
-    """The union of every feature's conservative cover at ``res``."""
+def cover_features(
+    features: list[Feature], *, res: int, max_cells: int = DEFAULT_MAX_CELLS
+) -> set[int]:
+    """The union of every feature's conservative cover at ``res``.
+
+    Refuses (before building it) a cover estimated above ``max_cells``: a typo'd
+    radius would otherwise cost minutes and gigabytes before any other check could
+    say it is far too large to protect or to strike.
+    """
+    try:
+        check_cover_size(features, res, max_cells)
+    except InputError:
+        raise InputError(
+            f"the shapes would cover more than {max_cells:,} cells at resolution {res}",
+            hint="check their radius_m and buffer_m (and --radius-m)",
+        ) from None
     cells: set[int] = set()
     for feature in features:
         cells |= feature_to_cover(feature, res)

@@ -4,8 +4,8 @@ Error policy: every error hexpsi raises on purpose is a ``HexpsiError`` and know
 how to explain itself; ``main`` prints that explanation as a single line on
 stderr and returns 1. With ``--verbose`` (or ``HEXPSI_VERBOSE=1``) it logs at
 debug level and prints the traceback first. Argument mistakes are argparse's
-business (usage line, exit 2). Any other exception is a bug in hexpsi and is
-allowed to surface with its traceback.
+business (exit 2), on one line with the usage folded into it. Any other
+exception is a bug in hexpsi and is allowed to surface with its traceback.
 
 Adding a subcommand: write ``server/cli/<name>.py`` with ``register(subparsers)``
 and add the module to ``SUBCOMMANDS``.
@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from protocol.errors import HexpsiError
 from server.cli import (
@@ -83,9 +83,17 @@ def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported on one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split())
+        self.exit(2, f"{self.prog}: error: {message} ({usage})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: shared options plus one subparser per subcommand."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="hexpsi",
         description=(
             "Check a planned strike against another party's protected positions "

@@ -1,0 +1,436 @@
+"""Every subcommand meets bad files and arguments with one clear line and a non-zero exit.
+
+Missing, garbage and wrongly typed files, out-of-range numbers, unknown peers,
+missing node directories and node files corrupted one at a time: ``main``
+must return (or exit with) a non-zero code after writing exactly one line to
+stderr, and never a traceback. The cases run ``main([...])`` in-process; the
+nodes are made once per module and copied before a case damages them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from server.cli.main import main
+from server.epochs import CURRENT_FILE, EPOCHS_DIR
+from server.node import (
+    AUDIT_FILE,
+    CONFIG_FILE,
+    LEDGER_FILE,
+    OPRF_MASTER_FILE,
+    PEERS_DIR,
+    SIGNING_KEY_FILE,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    Node,
+)
+from tests.security.hostile_helpers import (
+    RESPONDER,
+    edit_config,
+    make_epoch,
+    make_nodes,
+)
+
+LONELY = "lonely"
+
+
+@dataclass
+class World:
+    """Nodes and input files shared by the cases (never modified by them)."""
+
+    root: Path
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def node_copy(self, name: str, damage: Callable[[Path], object] | None = None) -> str:
+        """A fresh copy of node ``name`` (a case may damage it)."""
+        copy = self.root / "copies" / f"{name}-{time.monotonic_ns()}"
+        shutil.copytree(self.root / name, copy)
+        if damage is not None:
+            damage(copy)
+        return str(copy)
+
+
+def _write_inputs(root: Path) -> None:
+    files: dict[str, bytes] = {
+        "garbage.bin": os.urandom(4096),
+        "empty.txt": b"",
+        "truncated.json": b'{"type": "FeatureCollection", "features": [',
+        "list.json": b"[1, 2, 3]",
+        "string.json": b'"a point"',
+        "deep.json": b"[" * 200_000,
+        "not-utf8.json": b'\xff\xfe{"type": "Point"}',
+        "no-coordinates.json": b'{"type": "Point"}',
+        "off-the-map.json": b'{"type": "Point", "coordinates": [999, 999]}',
+        "nan.json": b'{"type": "Point", "coordinates": [NaN, 33.5]}',
+        "bad-radius.json": json.dumps(
+            {
+                "type": "Feature",
+                "properties": {"radius_m": "far"},
+                "geometry": {"type": "Point", "coordinates": [38.6, 33.5]},
+            }
+        ).encode(),
+        "negative-radius.json": json.dumps(
+            {
+                "type": "Feature",
+                "properties": {"radius_m": -5},
+                "geometry": {"type": "Point", "coordinates": [38.6, 33.5]},
+            }
+        ).encode(),
+        "continent.json": json.dumps(
+            {
+                "type": "Feature",
+                "properties": {"radius_m": 3_000_000},
+                "geometry": {"type": "Point", "coordinates": [38.6, 33.5]},
+            }
+        ).encode(),
+        "nothing.json": b'{"type": "FeatureCollection", "features": []}',
+        "bad.csv": b"lat,lng\nnorth,east\n",
+        "out-of-range.csv": b"lat,lng\n91,0\n",
+        "overflow.csv": b"lat,lng\n1e400,0\n",
+        "strike.csv": f"lat,lng\n{33.50},{38.62}\n".encode(),
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (root / "a-directory").mkdir()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    root = tmp_path_factory.mktemp("cli")
+    nodes = make_nodes(root, [RESPONDER, "bravo"])
+    make_epoch(nodes[RESPONDER])
+    make_nodes(root, [LONELY])
+    _write_inputs(root)
+    for name in (RESPONDER, "bravo"):
+        (root / f"{name}.json").write_bytes(Node(root / name).own_identity().to_bytes())
+    identity = json.loads((root / "bravo.json").read_text())
+    variants = {
+        "identity-bad-key.json": {**identity, "signing_public_key": "00" * 31},
+        "identity-bad-cert.json": {**identity, "tls_certificate": "-----BEGIN CERTIFICATE-----"},
+        "identity-bad-name.json": {**identity, "name": "Bravo_1"},
+        "identity-bad-address.json": {**identity, "address": "bravo"},
+        "identity-number-name.json": {**identity, "name": 7},
+        "identity-version-2.json": {**identity, "version": 2},
+        "identity-extra-key.json": {**identity, "comment": "hi"},
+    }
+    for name, data in variants.items():
+        (root / name).write_text(json.dumps(data))
+    return World(root)
+
+
+# ---------------------------------------------------------------- damage to a node
+
+
+def _write(name: str, data: bytes) -> Callable[[Path], None]:
+    def damage(node: Path) -> None:
+        path = node / name
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        path.write_bytes(data)
+        path.chmod(mode)
+
+    return damage
+
+
+def _remove(name: str) -> Callable[[Path], None]:
+    def damage(node: Path) -> None:
+        path = node / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+    return damage
+
+
+def _chmod(name: str, mode: int) -> Callable[[Path], None]:
+    return lambda node: (node / name).chmod(mode)
+
+
+def _config(**settings: object) -> Callable[[Path], None]:
+    return lambda node: edit_config(node, **settings)
+
+
+NODE_DAMAGE: dict[str, Callable[[Path], object]] = {
+    "config garbage": _write(CONFIG_FILE, os.urandom(200)),
+    "config not toml": _write(CONFIG_FILE, b"name = \n"),
+    "config missing": _remove(CONFIG_FILE),
+    "config unknown key": _config(colour="red"),
+    "config res as text": _config(res="nine"),
+    "config res out of range": _config(res=16),
+    "config negative budget": _config(budget={"km2_per_window": -1.0}),
+    "config zero message limit": _config(limits={"max_message_bytes": 0}),
+    "config listen garbage": _config(listen="nowhere"),
+    "signing key short": _write(SIGNING_KEY_FILE, b"\x00" * 5),
+    "signing key missing": _remove(SIGNING_KEY_FILE),
+    "signing key readable by others": _chmod(SIGNING_KEY_FILE, 0o644),
+    "tls key garbage": _write(TLS_KEY_FILE, b"-----BEGIN PRIVATE KEY-----\nxx\n"),
+    "tls certificate garbage": _write(TLS_CERT_FILE, os.urandom(300)),
+    "tls certificate of another node": lambda node: shutil.copy(
+        node.parent.parent / "bravo" / TLS_CERT_FILE, node / TLS_CERT_FILE
+    ),
+    "oprf master short": _write(OPRF_MASTER_FILE, b"\x01" * 31),
+    "peers directory missing": _remove(PEERS_DIR),
+    "peer file garbage": _write(f"{PEERS_DIR}/bravo.json", b"{not json"),
+    "peer file of another name": lambda node: shutil.copy(
+        node / PEERS_DIR / "bravo.json", node / PEERS_DIR / "zulu.json"
+    ),
+    "peer file with a bad budget": lambda node: (node / PEERS_DIR / "bravo.json").write_text(
+        json.dumps(
+            {**json.loads((node / PEERS_DIR / "bravo.json").read_text()), "budget_km2": "lots"}
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(NODE_DAMAGE))
+@pytest.mark.parametrize("command", ["identity", "peer-list", "audit"])
+def test_a_damaged_node_fails_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], damage: str, command: str
+) -> None:
+    node = world.node_copy(RESPONDER, NODE_DAMAGE[damage])
+    argv = {"identity": ["identity", node], "peer-list": ["peer", "list", node]}.get(
+        command, ["audit", node, "--verify"]
+    )
+    one_line_failure(argv, capsys)
+
+
+EPOCH_DAMAGE: dict[str, Callable[[Path], object]] = {
+    "current garbage": _write(f"{EPOCHS_DIR}/{CURRENT_FILE}", b"seven\n"),
+    "current names a missing epoch": _write(f"{EPOCHS_DIR}/{CURRENT_FILE}", b"99\n"),
+    "descriptor flipped": lambda node: _flip(node / EPOCHS_DIR / "000001" / "descriptor"),
+    "signature garbage": _write(f"{EPOCHS_DIR}/000001/signature", b"\x00" * 64),
+    "cells missing": _remove(f"{EPOCHS_DIR}/000001/cells"),
+    "cells truncated": _write(f"{EPOCHS_DIR}/000001/cells", b"\x00" * 13),
+    "offsets truncated": _write(f"{EPOCHS_DIR}/000001/offsets", b"\x00" * 3),
+    "ledger garbage": _write(LEDGER_FILE, b"not a database at all" * 100),
+    "audit log garbage": _write(AUDIT_FILE, b"not a database at all" * 100),
+}
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", sorted(EPOCH_DAMAGE))
+def test_a_damaged_epoch_or_database_fails_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """The commands that read a node's own epoch and databases: mutual (its own map),
+    audit, and serve (which must fail before it starts serving).
+
+    Checked to fail without the protection: before ``BlockFile`` checked its offsets
+    file, a truncated one ended in a ``struct.error`` traceback.
+    """
+    node = world.node_copy(RESPONDER, EPOCH_DAMAGE[damage])
+    if "audit" in damage:
+        one_line_failure(["audit", node, "--verify"], capsys)
+    elif "ledger" in damage:
+        one_line_failure(["serve", node], capsys)
+    else:
+        one_line_failure(["mutual", node, "--peer", "bravo"], capsys)
+
+
+# ---------------------------------------------------------------- every subcommand
+
+
+def cases(w: World) -> dict[str, list[str]]:
+    """Bad invocations of every subcommand, by name."""
+    alpha, bravo, lonely = w.path(RESPONDER), w.path("bravo"), w.path(LONELY)
+    missing = w.path("no-such-node")
+    a_file = w.path("empty.txt")
+    strike = w.path("strike.csv")
+
+    def init(directory: str, *options: str) -> list[str]:
+        given = dict(zip(options[::2], options[1::2], strict=True))
+        named = {"--name": "n", "--listen": "127.0.0.1:7000", **given}
+        return ["init", w.path(directory), *(part for item in named.items() for part in item)]
+
+    return {
+        # encode
+        "encode missing file": ["encode", w.path("nope.geojson")],
+        "encode a directory": ["encode", w.path("a-directory")],
+        "encode garbage": ["encode", w.path("garbage.bin")],
+        "encode empty": ["encode", w.path("empty.txt")],
+        "encode truncated json": ["encode", w.path("truncated.json")],
+        "encode json list": ["encode", w.path("list.json")],
+        "encode json string": ["encode", w.path("string.json")],
+        "encode deeply nested json": ["encode", w.path("deep.json")],
+        "encode not utf-8": ["encode", w.path("not-utf8.json")],
+        "encode no coordinates": ["encode", w.path("no-coordinates.json")],
+        "encode off the map": ["encode", w.path("off-the-map.json")],
+        "encode nan coordinate": ["encode", w.path("nan.json")],
+        "encode radius as text": ["encode", w.path("bad-radius.json")],
+        "encode negative radius": ["encode", w.path("negative-radius.json")],
+        "encode continent-sized": ["encode", w.path("continent.json")],
+        "encode csv words": ["encode", w.path("bad.csv")],
+        "encode csv latitude 91": ["encode", w.path("out-of-range.csv")],
+        "encode csv overflow": ["encode", w.path("overflow.csv")],
+        "encode res 16": ["encode", strike, "--res", "16"],
+        "encode res -1": ["encode", strike, "--res", "-1"],
+        "encode res as text": ["encode", strike, "--res", "nine"],
+        "encode radius nan": ["encode", strike, "--radius-m", "nan"],
+        "encode radius inf": ["encode", strike, "--radius-m", "inf"],
+        "encode radius negative": ["encode", strike, "--radius-m", "-1"],
+        "encode max cells 0": ["encode", strike, "--max-cells", "0"],
+        "encode unknown format": ["encode", strike, "--format", "kml"],
+        "encode output in a missing directory": ["encode", strike, "-o", w.path("no/such/x")],
+        "encode output onto a directory": ["encode", strike, "-o", w.path("a-directory")],
+        "encode unknown option": ["encode", strike, "--colour", "red"],
+        # init
+        "init existing node": ["init", alpha, "--name", "alpha", "--listen", "127.0.0.1:7001"],
+        "init bad name": init("n1", "--name", "Bad_Name"),
+        "init listen without port": init("n2", "--listen", "here"),
+        "init port out of range": init("n3", "--listen", "1.2.3.4:99999"),
+        "init wildcard without address": init("n4", "--listen", "0.0.0.0:7000"),
+        "init res 16": init("n5", "--res", "16"),
+        "init res_min above res": init("n6", "--res", "7", "--res-min", "8"),
+        "init res as text": init("n7", "--res", "x"),
+        "init inside a file": init("empty.txt/n8"),
+        "init missing name": ["init", w.path("n9"), "--listen", "127.0.0.1:1"],
+        # identity
+        "identity missing node": ["identity", missing],
+        "identity of a file": ["identity", a_file],
+        "identity output in a missing directory": ["identity", alpha, "-o", w.path("no/x.json")],
+        # peer
+        "peer add missing node": ["peer", "add", missing, w.path("bravo.json")],
+        "peer add missing identity": ["peer", "add", alpha, w.path("nope.json")],
+        "peer add garbage identity": ["peer", "add", alpha, w.path("garbage.bin")],
+        "peer add identity list": ["peer", "add", alpha, w.path("list.json")],
+        "peer add deeply nested identity": ["peer", "add", alpha, w.path("deep.json")],
+        "peer add its own identity": ["peer", "add", alpha, w.path("alpha.json")],
+        "peer add again": ["peer", "add", alpha, w.path("bravo.json")],
+        "peer add negative budget": [
+            *("peer", "add", lonely, w.path("bravo.json"), "--budget-km2", "-1"),
+        ],
+        "peer add nan budget": ["peer", "add", lonely, w.path("bravo.json"), "--budget-km2", "nan"],
+        "peer add inf budget": ["peer", "add", lonely, w.path("bravo.json"), "--budget-km2", "inf"],
+        "peer add budget as text": [
+            *("peer", "add", lonely, w.path("bravo.json"), "--budget-km2", "lots"),
+        ],
+        "peer add zero window": [
+            *("peer", "add", lonely, w.path("bravo.json"), "--window-hours", "0"),
+        ],
+        "peer add bad address": [
+            *("peer", "add", lonely, w.path("bravo.json"), "--address", "bravo:port"),
+        ],
+        **{
+            f"peer add {name.removesuffix('.json')}": ["peer", "add", lonely, w.path(name)]
+            for name in (
+                "identity-bad-key.json",
+                "identity-bad-cert.json",
+                "identity-bad-name.json",
+                "identity-bad-address.json",
+                "identity-number-name.json",
+                "identity-version-2.json",
+                "identity-extra-key.json",
+            )
+        },
+        "peer without action": ["peer", alpha],
+        "peer list missing node": ["peer", "list", missing],
+        # positions
+        "positions missing node": ["positions", missing, strike],
+        "positions missing file": ["positions", alpha, w.path("nope.csv")],
+        "positions garbage": ["positions", alpha, w.path("garbage.bin")],
+        "positions negative radius": ["positions", alpha, strike, "--radius-m", "-3"],
+        "positions radius as text": ["positions", alpha, strike, "--radius-m", "far"],
+        "positions continent-sized": ["positions", alpha, w.path("continent.json")],
+        # serve
+        "serve missing node": ["serve", missing],
+        "serve a node that pinned no one": ["serve", lonely],
+        # check
+        "check missing node": ["check", missing, strike, "--peer", RESPONDER],
+        "check unknown peer": ["check", bravo, strike, "--peer", "zulu"],
+        "check missing strike": ["check", bravo, w.path("nope.csv"), "--peer", RESPONDER],
+        "check garbage strike": ["check", bravo, w.path("garbage.bin"), "--peer", RESPONDER],
+        "check radius nan": ["check", bravo, strike, "--peer", RESPONDER, "--radius-m", "nan"],
+        "check without peer": ["check", bravo, strike],
+        "check unreachable peer": ["check", bravo, strike, "--peer", RESPONDER],
+        "check continent-sized strike": [
+            *("check", bravo, w.path("continent.json"), "--peer", RESPONDER),
+        ],
+        # mutual
+        "mutual missing node": ["mutual", missing, "--peer", RESPONDER],
+        "mutual unknown peer": ["mutual", alpha, "--peer", "zulu"],
+        "mutual without own positions": ["mutual", bravo, "--peer", RESPONDER],
+        "mutual unreachable peer": ["mutual", alpha, "--peer", "bravo"],
+        # audit
+        "audit missing node": ["audit", missing],
+        "audit of a file": ["audit", a_file],
+        # demo
+        "demo missing seeds": ["demo", "--seeds", w.path("no-seeds")],
+        # bench
+        "bench unknown workload": ["bench", "--only", "no_such_workload"],
+        "bench zero runs": ["bench", "--runs", "0", "--only", "no_such_workload"],
+        "bench runs as text": ["bench", "--runs", "many"],
+        # the command line itself
+        "no command": [],
+        "unknown command": ["strike"],
+    }
+
+
+def one_line_failure(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``hexpsi argv``: non-zero exit, exactly one line on stderr, no traceback."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code  # type: ignore[assignment]
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code not in (0, None), (argv, err)
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("hexpsi"), lines[0]
+    return lines[0]
+
+
+CASE_NAMES = sorted(cases(World(Path("/"))))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_every_subcommand_refuses_bad_input_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """Checked to fail without the protection: before the fixes this suite brought,
+    every usage mistake argparse caught printed a usage block and an error line
+    (two or more lines), a deeply nested identity and a directory inside a file
+    ended in tracebacks (RecursionError, FileExistsError), and the continent-sized
+    positions and strike ran for minutes building a cover of 263 million cells.
+    """
+    line = one_line_failure(cases(world)[case], capsys)
+    assert len(line) < 600, line
+
+
+def test_serve_on_a_port_in_use_fails_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = world.node_copy(RESPONDER)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        edit_config(Path(node), listen=address, address=address)
+        one_line_failure(["serve", node], capsys)
+
+
+def test_plaintext_serve_off_loopback_fails_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = world.node_copy(RESPONDER)
+    edit_config(Path(node), listen="10.1.2.3:7443", address="10.1.2.3:7443")
+    line = one_line_failure(["serve", node, "--plaintext"], capsys)
+    assert "only for loopback" in line
