@@ -48,7 +48,7 @@ from tests.security.hostile_helpers import (
 )
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
