@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -57,7 +57,7 @@ from server.wire import GRPC_CODES
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 120.0
-"""How long the responder waits for the proposer's next message before giving up."""
+"""How long the responder waits for the proposer's next message, or for it to read one."""
 T = TypeVar("T")
 
 
@@ -123,26 +123,59 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             max_workers=workers or default_workers(), thread_name_prefix="hexpsi-mutual"
         )
 
-    async def Mutual(
+    async def Mutual(  # type: ignore[override]
         self,
         request_iterator: AsyncIterator[mutual_pb2.MutualRequest],
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> AsyncIterator[mutual_pb2.MutualResponse]:
+    ) -> None:
+        """One session; answers go out with ``context.write``, each within ``idle_seconds``.
+
+        A coroutine rather than an async generator (the generated stubs only know
+        the latter) because a generator suspended in ``yield`` cannot time out: a
+        proposer that stops reading would hold one of its call slots until its own
+        deadline, if it set one. Waiting for the proposer to read is bounded like
+        waiting for it to send.
+        """
         try:
             peer = self.gate.caller(context)
             with self.gate.session_slot(peer):
                 stream = ProposerStream(request_iterator, self.idle_seconds)
-                async for response in self._session(peer, stream):
-                    yield response
+                session = self._session(peer, stream)
+                try:
+                    async for response in session:
+                        if not await self._write(context, response, peer):
+                            return
+                finally:
+                    await session.aclose()
         except Refusal as refusal:
             await context.abort(refusal.code, refusal.message)
         except HexpsiError as error:
             code = GRPC_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
             await context.abort(code, error.explain())
 
+    async def _write(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        response: mutual_pb2.MutualResponse,
+        peer: Peer,
+    ) -> bool:
+        """Send ``response``; False (and the call's status set) if the proposer stopped reading.
+
+        Returning rather than aborting frees the slot at once: an abort would wait
+        behind the messages the stalled reader has not taken.
+        """
+        try:
+            await asyncio.wait_for(context.write(response), self.idle_seconds)
+        except TimeoutError:
+            log.warning("%s stopped reading its mutual check; ending the call", peer.name)
+            context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+            context.set_details(f"the proposer read nothing for {self.idle_seconds:.0f} s")
+            return False
+        return True
+
     async def _session(
         self, peer: Peer, stream: ProposerStream
-    ) -> AsyncIterator[mutual_pb2.MutualResponse]:
+    ) -> AsyncGenerator[mutual_pb2.MutualResponse, None]:
         start = read_start(await stream.next("the start"))
         epoch = self.epochs.get()
         session = await asyncio.to_thread(self._open, peer, epoch, self._pool.map)

@@ -5,9 +5,10 @@ each one an honest peer is still served: oversized messages are refused by
 gRPC's receive limit (RESOURCE_EXHAUSTED); a peer holds at most
 ``max_sessions_per_peer`` calls, counted across all its connections and both
 services, without touching anyone else's; a peer that opens a snapshot
-download and stops reading costs a bounded number of buffered chunks (gRPC
-flow control) and loses the call after the stall limit, which frees its slot;
-an expired epoch's snapshot is not streamed at all.
+download or a mutual check and stops reading costs a bounded number of
+buffered chunks (gRPC flow control) and loses the call after the stall (or
+idle) limit, which frees its slot; an expired epoch's snapshot is not
+streamed at all.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from typing import Any
 import grpc
 import pytest
 
+from protocol.group import hash_to_group
+from protocol.mutual import ResponderMutual
+from protocol.mutual_messages import MAX_CHUNK_ELEMENTS, ElementChunk
 from server.client import run_check
 from server.epochs import BlockFile
+from server.mutual_service import MutualServicer
 from server.node import Node
 from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
 from tests.security.hostile_helpers import (
@@ -236,6 +241,64 @@ async def test_a_stalled_download_is_ended_and_frees_its_slot(
         code, details = await outcome(read_to_end(call))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "resume from block" in details
+
+
+class EndlessMutualSet:
+    """A responder set far larger than any flow-control window, counting chunks produced."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.element = hash_to_group(b"endless", b"hexpsi/tests/element")
+
+    def chunks(self) -> Iterator[ElementChunk]:
+        index = 0
+        while True:
+            self.produced += 1
+            yield ElementChunk(index, (self.element,) * MAX_CHUNK_ELEMENTS)
+            index += 1
+
+
+async def test_a_stalled_mutual_reader_is_ended_and_frees_its_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bravo starts a mutual check and never reads the responder's set: the server
+    buffers a bounded number of chunks, then ends the call after its idle limit,
+    which frees bravo's only slot.
+
+    Checked to fail without the protection: with ``MutualServicer.Mutual`` yielding
+    its answers (a generator cannot time out while suspended in ``yield``), the
+    slot stayed taken and ``wait_until`` timed out.
+    """
+    endless = EndlessMutualSet()
+    monkeypatch.setattr(ResponderMutual, "own_chunks", lambda self: endless.chunks())
+    monkeypatch.setattr(MutualServicer, "__init__", _short_idle(MutualServicer.__init__))
+    nodes = trio(tmp_path, max_sessions_per_peer=1)
+    alpha, bravo = nodes[RESPONDER], nodes[PROPOSER]
+    async with serving(alpha) as running, tls_channel(alpha, bravo) as channel:
+        descriptor = await current_descriptor(check_stub(channel), alpha)
+        call = mutual_pb2_grpc.MutualServiceStub(channel).Mutual(None, timeout=60)
+        start = mutual_pb2.MutualStart(
+            session_id=os.urandom(16),
+            descriptor_digest=descriptor.digest,
+            proposer_epoch_id=os.urandom(16),
+            proposer_set_size=128,
+        )
+        await call.write(mutual_pb2.MutualRequest(start=start))
+        accept = await call.read()
+        assert isinstance(accept, mutual_pb2.MutualResponse)
+        assert accept.WhichOneof("step") == "accept"
+        await wait_until(lambda: running.servicer.gate.active(PROPOSER) == 0, timeout=10)
+        assert endless.produced <= 32, f"{endless.produced} chunks of 512 KiB produced"
+        stub = check_stub(channel)
+        await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
+        call.cancel()
+
+
+def _short_idle(init: Any) -> Any:
+    def with_short_idle(self: MutualServicer, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "idle_seconds": 0.5})
+
+    return with_short_idle
 
 
 async def read_to_end(call: Any) -> None:
