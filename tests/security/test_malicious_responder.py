@@ -257,6 +257,13 @@ class PreviousEpochsBlocks(TamperedSnapshot):
             previous.blocks.close()
 
 
+class ExtraBlock(TamperedSnapshot):
+    """More blocks than the signed parameters allow: a download that would never end."""
+
+    def tamper(self, epoch: ServedEpoch, blocks: list[bytes]) -> list[bytes]:
+        return [*blocks, blocks[0]]
+
+
 class DroppedBlock(TamperedSnapshot):
     def tamper(self, epoch: ServedEpoch, blocks: list[bytes]) -> list[bytes]:
         return blocks[:-1]
@@ -344,14 +351,14 @@ async def test_a_replayed_earlier_response_is_refused(pair: Any) -> None:
     assert sorted((pair.proposer.directory / "checks").iterdir()) == kept
 
 
-@pytest.mark.parametrize("servicer", [FlippedBit, PreviousEpochsBlocks, DroppedBlock])
+@pytest.mark.parametrize("servicer", [FlippedBit, PreviousEpochsBlocks, DroppedBlock, ExtraBlock])
 async def test_a_tampered_snapshot_is_refused(pair: Any, servicer: type[CheckServicer]) -> None:
     """A second epoch exists so the stale-blocks variant has well-formed blocks to serve.
 
     Checked to fail without the protection: with ``SnapshotReader.finish`` no longer
     comparing the Merkle root, the flipped-bit and previous-epoch snapshots were
-    accepted and their results stored; the dropped block is caught earlier, by the
-    block count the signed parameters fix.
+    accepted and their results stored; the dropped and the extra block are caught
+    earlier, by the block count the signed parameters fix.
     """
     make_epoch(pair.responder)
     error = await refused_check(pair, servicer)
