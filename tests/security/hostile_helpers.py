@@ -1,18 +1,19 @@
-"""Shared pieces of the hostile-party and robustness tests: nodes, servers, raw calls, checks.
+"""Shared pieces of the hostile-party and robustness tests: nodes, servers, calls, messages.
 
 The node pairs are the ones ``tests/server`` uses (a responder ``alpha`` with
 an epoch over a small protected set, a proposer ``bravo``, every node pinning
 every other, each on its own loopback port with mutual TLS). What this module
 adds: servers started with a substituted (hostile) servicer but otherwise the
-real application setup, generic channels that send raw bytes, the outcome of a
-call as a status, a health probe, and the assertion that a proposer kept
-nothing from a check it refused.
+real application setup; a server on a thread of its own for blocking
+(hypothesis) clients; the outcome of a call as a status, and the assertions
+that it was deliberate, that the server is still healthy and correct, and that
+a proposer kept nothing from a check it refused; and hypothesis strategies for
+hostile protobuf messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
@@ -155,27 +156,7 @@ async def drain(call: Any) -> list[Any]:
     return [message async for message in call]
 
 
-async def health_status(channel: grpc.aio.Channel, service: str = "") -> int:
-    """The server's standard health answer for ``service`` ("" is the whole server)."""
-    stub = health_pb2_grpc.HealthStub(channel)
-    reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
-    return int(reply.status)
-
-
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def raw_unary(channel: grpc.aio.Channel, method: str) -> Any:
-    """A unary call that sends and receives bytes exactly as given (no protobuf)."""
-    return channel.unary_unary(method, None, None)
-
-
-def raw_unary_stream(channel: grpc.aio.Channel, method: str) -> Any:
-    return channel.unary_stream(method, None, None)
-
-
-def raw_stream_stream(channel: grpc.aio.Channel, method: str) -> Any:
-    return channel.stream_stream(method, None, None)
 
 
 def audit_kinds(node: Node) -> list[str]:
@@ -184,13 +165,6 @@ def audit_kinds(node: Node) -> list[str]:
         return []
     with node.open_audit_log() as audit:
         return [entry.kind for entry in audit.entries()]
-
-
-def audit_details(node: Node, kind: str) -> list[dict[str, Any]]:
-    if not node.audit_path.exists():
-        return []
-    with node.open_audit_log() as audit:
-        return [json.loads(e.details) for e in audit.entries() if e.kind == kind]
 
 
 def assert_kept_nothing(proposer: Node) -> None:
