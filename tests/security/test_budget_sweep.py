@@ -10,6 +10,7 @@ gets an answer that matches nothing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.security.hostile_helpers import (
     current_descriptor,
     evaluate_request,
     make_pair,
+    outcome,
     random_elements,
     refused,
     serving,
@@ -97,6 +99,36 @@ async def test_a_sweep_of_disjoint_checks_is_stopped_with_what_is_left_and_when(
         assert f"only {left:.3f} km² of {SWEEP_BUDGET_KM2:.3f} km² remain" in caught.value.message
         assert f"the window resets at {resets:.0f}" in caught.value.message
         assert [e.kind for e in running.audit.entries()] == ["evaluate"] * 3
+
+
+async def test_concurrent_queries_cannot_overspend_together(tmp_path: Path) -> None:
+    """Eight queries at once against room for three: exactly three are evaluated.
+
+    Checked to fail without the protection: with ``Ledger.charge_area`` reading the
+    spent area and recording the new total in two transactions (a short pause
+    between them), racing queries saw the same remainder and more than three were
+    evaluated.
+    """
+    pair = make_pair(
+        tmp_path,
+        budget_km2=SWEEP_BUDGET_KM2,
+        window_hours=WINDOW_HOURS,
+        limits={"max_sessions_per_peer": 8},
+    )
+    async with serving(pair.responder) as running:
+        async with tls_channel(pair.responder, pair.proposer) as channel:
+            stub = check_stub(channel)
+            descriptor = await current_descriptor(stub, pair.responder)
+            outcomes = await asyncio.gather(
+                *(
+                    outcome(stub.Evaluate(evaluate_request(descriptor.digest), timeout=20))
+                    for _ in range(8)
+                )
+            )
+        codes = sorted(code.name for code, _ in outcomes)
+        assert codes == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 5
+        window = Window.containing(time.time(), WINDOW_HOURS * 3600)
+        assert running.ledger.spent(PROPOSER, window.start) <= SWEEP_BUDGET_KM2
 
 
 @pytest.mark.parametrize("resolution", range(RES_MIN, RES + 1))

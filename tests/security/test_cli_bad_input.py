@@ -42,6 +42,12 @@ from tests.security.hostile_helpers import (
 )
 
 LONELY = "lonely"
+SEED_FILES = (
+    "coalition_protected.geojson",
+    "russia_protected.geojson",
+    "strike_at_tanf.geojson",
+    "strike_far.geojson",
+)
 
 
 @dataclass
@@ -104,6 +110,10 @@ def _write_inputs(root: Path) -> None:
     for name, data in files.items():
         (root / name).write_bytes(data)
     (root / "a-directory").mkdir()
+    seeds = root / "garbage-seeds"
+    seeds.mkdir()
+    for name in SEED_FILES:
+        (seeds / name).write_bytes(os.urandom(300))
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +379,7 @@ def cases(w: World) -> dict[str, list[str]]:
         "audit of a file": ["audit", a_file],
         # demo
         "demo missing seeds": ["demo", "--seeds", w.path("no-seeds")],
+        "demo garbage seeds": ["demo", "--seeds", w.path("garbage-seeds")],
         # bench
         "bench unknown workload": ["bench", "--only", "no_such_workload"],
         "bench zero runs": ["bench", "--runs", "0", "--only", "no_such_workload"],
