@@ -45,6 +45,7 @@ from tests.security.hostile_helpers import (
     RES_MIN,
     RESPONDER,
     STRIKES,
+    Pair,
     assert_kept_nothing,
     audit_kinds,
     make_epoch,
@@ -284,7 +285,7 @@ class FirstDescriptorForever(CheckServicer):
         )
 
 
-async def refused_check(pair: Any, servicer: type[CheckServicer]) -> HexpsiError:
+async def refused_check(pair: Pair, servicer: type[CheckServicer]) -> HexpsiError:
     """Run the proposer's check against ``servicer``; it must raise and keep nothing."""
     async with serving(pair.responder, servicer=servicer):
         with pytest.raises(HexpsiError) as caught:
@@ -294,11 +295,11 @@ async def refused_check(pair: Any, servicer: type[CheckServicer]) -> HexpsiError
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Any:
+def pair(tmp_path: Path) -> Pair:
     return make_pair(tmp_path)
 
 
-async def test_the_honest_responder_is_accepted(pair: Any) -> None:
+async def test_the_honest_responder_is_accepted(pair: Pair) -> None:
     """The baseline every hostile variant departs from: a stored, conflicting result."""
     async with serving(pair.responder, servicer=BentResponse):
         report = await run_check(pair.proposer, RESPONDER, STRIKE)
@@ -308,7 +309,7 @@ async def test_the_honest_responder_is_accepted(pair: Any) -> None:
 
 @pytest.mark.parametrize("servicer", [SomeElementsUnderAnotherKey, AnotherResolutionsKey])
 async def test_evaluations_under_another_key_are_caught_by_the_proof(
-    pair: Any, servicer: type[CheckServicer]
+    pair: Pair, servicer: type[CheckServicer]
 ) -> None:
     """Checked to fail without the protection: with the ``verify_proof`` call removed
     from ``protocol.check.verify_response``, both hostile responders' checks were
@@ -319,7 +320,7 @@ async def test_evaluations_under_another_key_are_caught_by_the_proof(
 
 
 @pytest.mark.parametrize("lie", sorted(RECEIPT_LIES))
-async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Any, lie: str) -> None:
+async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Pair, lie: str) -> None:
     """Checked to fail without the protection: with the receipt checks (signature,
     fields, validity, area) removed from ``protocol.check.verify_response``, every
     bent receipt was accepted and stored."""
@@ -328,7 +329,7 @@ async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Any, lie
 
 
 @pytest.mark.parametrize("lie", sorted(NON_FINITE))
-async def test_a_receipt_with_non_finite_numbers_is_refused(pair: Any, lie: str) -> None:
+async def test_a_receipt_with_non_finite_numbers_is_refused(pair: Pair, lie: str) -> None:
     """Checked to fail without the protection: with ``Reader.f64`` accepting non-finite
     numbers and the receipt checks removed from ``verify_response``, every such
     receipt was accepted and stored."""
@@ -337,7 +338,7 @@ async def test_a_receipt_with_non_finite_numbers_is_refused(pair: Any, lie: str)
     assert "non-finite" in error.message or isinstance(error, VerificationError)
 
 
-async def test_a_replayed_earlier_response_is_refused(pair: Any) -> None:
+async def test_a_replayed_earlier_response_is_refused(pair: Pair) -> None:
     """The first check is genuine; the second gets the first one's signed answer back.
 
     Checked to fail without the protection: with the session-id comparison and the
@@ -352,7 +353,7 @@ async def test_a_replayed_earlier_response_is_refused(pair: Any) -> None:
 
 
 @pytest.mark.parametrize("servicer", [FlippedBit, PreviousEpochsBlocks, DroppedBlock, ExtraBlock])
-async def test_a_tampered_snapshot_is_refused(pair: Any, servicer: type[CheckServicer]) -> None:
+async def test_a_tampered_snapshot_is_refused(pair: Pair, servicer: type[CheckServicer]) -> None:
     """A second epoch exists so the stale-blocks variant has well-formed blocks to serve.
 
     Checked to fail without the protection: with ``SnapshotReader.finish`` no longer
@@ -365,7 +366,7 @@ async def test_a_tampered_snapshot_is_refused(pair: Any, servicer: type[CheckSer
     assert error.status in {Status.INVALID_ARGUMENT, Status.PERMISSION_DENIED}
 
 
-async def test_a_replayed_older_descriptor_is_stale(pair: Any) -> None:
+async def test_a_replayed_older_descriptor_is_stale(pair: Pair) -> None:
     """The proposer saw epoch 2; the responder then serves epoch 1's signed descriptor.
 
     Checked to fail without the protection: with ``run_check`` passing

@@ -184,7 +184,8 @@ async def test_unpinned_and_self_named_certificates_fail_the_handshake(
 
 async def test_a_pinned_peer_is_itself_whatever_name_it_sends(trio: dict[str, Node]) -> None:
     """charlie's certificate with bravo's name in the metadata and in the authority:
-    served, charged and receipted as charlie.
+    served, charged and receipted as charlie. (The SNI a client sends names the
+    server it expects, alpha; the server identifies nobody by it either.)
 
     Checked to fail without the protection: with ``PeerGate.caller`` believing the
     ``hexpsi-peer`` metadata in TLS mode, the receipt named bravo.
