@@ -5,8 +5,9 @@ nodes are initialised with fresh keys, exchange identities and pin each other,
 load their protected positions (new epochs), start real gRPC servers on
 loopback ports, and the ``russia`` node checks two planned strikes against the
 ``coalition`` node. The At-Tanf strike must come back CONFLICT and the far one
-CLEAR; the evidence of the conflict is then verified the way a third party
-would, and both audit logs are verified.
+CLEAR; the evidence of each check is verified the way a third party would.
+Then the two sides ask "are our forces close anywhere?" with a mutual check
+(the seeds' positions share no cell), and both audit logs are verified.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from protocol.evidence import Evidence, verify_evidence
 from server.app import RunningServer, start_server
 from server.client import CheckReport, run_check
 from server.epochs import EpochStore
+from server.mutual_client import MutualReport, run_mutual
 from server.node import Node, init_node
 from server.positions import read_cover
 
@@ -49,6 +51,8 @@ class DemoRun:
     directory: Path
     nodes: dict[str, dict[str, object]] = field(default_factory=dict)
     checks: list[DemoCheck] = field(default_factory=list)
+    mutual: MutualReport | None = None
+    mutual_seconds: float = 0.0
     audit_entries: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -122,6 +126,9 @@ async def run_demo(directory: Path, *, seeds: Path = SEEDS, plaintext: bool = Fa
                     seconds=time.perf_counter() - started,
                 )
             )
+        started = time.perf_counter()
+        run.mutual = await run_mutual(russia, coalition.name, plaintext=plaintext)
+        run.mutual_seconds = time.perf_counter() - started
     finally:
         for server in servers:
             await server.stop(grace=2.0)

@@ -54,6 +54,15 @@ def demo_json(run: DemoRun) -> dict[str, object]:
             }
             for check in run.checks
         ],
+        "mutual": None
+        if run.mutual is None
+        else {
+            "peer": run.mutual.peer,
+            "shared_cells": run.mutual.result.shared_cells,
+            "area_km2": run.mutual.result.area_km2,
+            "receipt": run.mutual.receipt_id,
+            "seconds": run.mutual_seconds,
+        },
         "audit_entries": run.audit_entries,
         "timings": run.timings,
     }
@@ -82,10 +91,18 @@ def demo_text(run: DemoRun) -> str:
             f"charged, evidence {'verified' if check.evidence_verified else 'FAILED'} "
             "by a third party"
         )
+    if run.mutual is not None:
+        shared = run.mutual.result
+        lines.append("")
+        lines.append(
+            f"  russia and coalition compare whole maps (mutual proximity): "
+            f"{shared.shared_cells} shared cells ({shared.area_km2:.2f} km²), "
+            f"receipt {run.mutual.receipt_id} signed by both, {run.mutual_seconds:.2f}s"
+        )
     lines.append("")
     for name, count in run.audit_entries.items():
         lines.append(f"  {name} audit log: {count} signed entries, chain verified")
-    total = sum(run.timings.values()) + sum(c.seconds for c in run.checks)
+    total = sum(run.timings.values()) + sum(c.seconds for c in run.checks) + run.mutual_seconds
     lines.append(f"\n  done in {total:.2f}s")
     return "\n".join(lines) + "\n"
 
