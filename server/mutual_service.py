@@ -70,6 +70,11 @@ async def in_threads(iterator: Iterator[T]) -> AsyncIterator[T]:
         yield item
 
 
+def _seen(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class ProposerStream:
     """The proposer's messages, each awaited at most ``idle_seconds``."""
 
@@ -159,7 +164,8 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         response: mutual_pb2.MutualResponse,
         peer: Peer,
     ) -> bool:
-        """Send ``response``; False (and the call's status set) if the proposer stopped reading.
+        """Send ``response``; False if the proposer stopped reading (the status is then
+        set) or went away.
 
         Returning rather than aborting frees the slot at once: an abort would wait
         behind the messages the stalled reader has not taken.
@@ -170,6 +176,10 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             log.warning("%s stopped reading its mutual check; ending the call", peer.name)
             context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
             context.set_details(f"the proposer read nothing for {self.idle_seconds:.0f} s")
+            return False
+        except grpc.aio.InternalError:
+            # The proposer cancelled or hung up: nobody is left to answer.
+            log.info("%s left its mutual check", peer.name)
             return False
         return True
 
@@ -234,6 +244,9 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
     ) -> AsyncIterator[mutual_pb2.MutualResponse]:
         """Both blinded sets at once, then the commitment and the sorted answer."""
         incoming = asyncio.create_task(self._receive_proposer_set(session, stream))
+        # If the call ends first (the proposer went away), the lane's own error is moot:
+        # marked as seen, asyncio does not report it as lost.
+        incoming.add_done_callback(_seen)
         try:
             async for chunk in in_threads(session.own_chunks()):
                 if incoming.done():

@@ -228,6 +228,10 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                             f"resume from block {first}"
                         )
                         return
+                    except grpc.aio.InternalError:
+                        # The peer cancelled or hung up mid-download: nobody is left to answer.
+                        log.info("%s left the snapshot download at block %d", peer.name, first)
+                        return
 
         await self._guard(context, work())
 
