@@ -68,7 +68,7 @@ def _prepare_snapshot(quick: bool) -> RunOnce:
             nonlocal size
             size += len(block)
 
-        with local_mapper(workers) as mapper:
+        with local_mapper(workers, kind="process") as mapper:
             built = build_snapshot({9: cells}, keys, rng=os.urandom, sink=sink, mapper=mapper)
         elapsed = time.perf_counter() - started
         limit = count * per_token / workers
