@@ -59,10 +59,14 @@ def safe_deserializer(deserializer: Deserializer | None) -> Deserializer | None:
     return parse
 
 
+class MalformedRequest(RemoteProtocolError):
+    """A streamed request did not parse; raised where the handler reads the stream."""
+
+
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
         if isinstance(request, Malformed):
-            raise RemoteProtocolError(request.explain())
+            raise MalformedRequest(request.explain())
         yield request
 
 
@@ -86,16 +90,24 @@ def _unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _stream_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """Handlers that do not turn the error into a status themselves (health, reflection)
+    still end the call with INVALID_ARGUMENT."""
     if inspect.isasyncgenfunction(behavior):
 
         async def stream_out(requests: Any, context: Context) -> AsyncIterator[Any]:
-            async for response in behavior(_checked(requests), context):
-                yield response
+            try:
+                async for response in behavior(_checked(requests), context):
+                    yield response
+            except MalformedRequest as error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
 
         return stream_out
 
     async def single(requests: Any, context: Context) -> Any:
-        return await behavior(_checked(requests), context)
+        try:
+            return await behavior(_checked(requests), context)
+        except MalformedRequest as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
 
     return single
 

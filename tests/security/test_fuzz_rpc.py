@@ -3,7 +3,8 @@
 Two kinds of input reach each of CheckService's GetDescriptor, GetSnapshot,
 Evaluate, GetReceipt and MutualService's Mutual, from a pinned peer over
 mutual TLS: random bytes sent as the serialized request (a generic call with
-no protobuf in between), and structured messages drawn from the strategies in
+no protobuf in between; the standard health and reflection services get them
+too), and structured messages drawn from the strategies in
 ``hostile_helpers`` (wrong lengths, identity, non-canonical and top-bit-set
 elements, packed fields at and past the limits, hundreds of groups, duplicated
 and out-of-range resolutions, huge set sizes, steps out of order). No float
@@ -53,7 +54,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-UNARY = ("GetDescriptor", "Evaluate", "GetReceipt")
 
 
 class Target:
@@ -92,23 +92,39 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     yield from fuzz_target(tmp_path_factory.mktemp("fuzz"))
 
 
+RAW_METHODS = {
+    "GetDescriptor": ("unary", CHECK_SERVICE),
+    "Evaluate": ("unary", CHECK_SERVICE),
+    "GetReceipt": ("unary", CHECK_SERVICE),
+    "GetSnapshot": ("stream out", CHECK_SERVICE),
+    "Mutual": ("streams", MUTUAL_SERVICE),
+    "Check": ("unary", "/grpc.health.v1.Health/"),
+    "Watch": ("stream out", "/grpc.health.v1.Health/"),
+    "ServerReflectionInfo": ("streams", "/grpc.reflection.v1alpha.ServerReflection/"),
+}
+"""Every method the server exposes, with its shape and service path."""
+
+
 def raw_outcome(target: Target, method: str, payloads: list[bytes]) -> tuple[grpc.StatusCode, str]:
     """Send ``payloads`` as the serialized request(s) of ``method``, no protobuf involved."""
     channel = target.channel
-    if method == "Mutual":
-        call: Any = channel.stream_stream(MUTUAL_SERVICE + method, None, None)
+    shape, service = RAW_METHODS[method]
+    if shape == "streams":
+        call: Any = channel.stream_stream(service + method, None, None)
         return blocking_outcome(lambda: call(iter(payloads), timeout=10))
-    if method == "GetSnapshot":
-        stream: Any = channel.unary_stream(CHECK_SERVICE + method, None, None)
-        return blocking_outcome(lambda: stream(payloads[0], timeout=10))
-    unary: Any = channel.unary_unary(CHECK_SERVICE + method, None, None)
+    if shape == "stream out":
+        stream: Any = channel.unary_stream(service + method, None, None)
+        # Health's Watch streams for as long as the caller listens: a short deadline.
+        timeout = 0.5 if method == "Watch" else 10
+        return blocking_outcome(lambda: stream(payloads[0], timeout=timeout))
+    unary: Any = channel.unary_unary(service + method, None, None)
     return blocking_outcome(lambda: unary(payloads[0], timeout=10))
 
 
 def random_bytes_to_every_rpc(target: Target, profile: settings) -> None:
     @profile
     @given(
-        method=st.sampled_from([*UNARY, "GetSnapshot", "Mutual"]),
+        method=st.sampled_from(sorted(RAW_METHODS)),
         payloads=st.lists(st.binary(max_size=600), min_size=1, max_size=3),
     )
     def run(method: str, payloads: list[bytes]) -> None:
@@ -155,7 +171,9 @@ def hostile_mutual_streams(target: Target, profile: settings) -> None:
 
 def test_random_bytes_to_every_rpc_get_deliberate_statuses(target: Target) -> None:
     """Checked to fail without the protection: with the ``RejectMalformed`` interceptor
-    taken out of ``start_server``, undecodable bytes came back UNKNOWN."""
+    taken out of ``start_server``, undecodable bytes came back UNKNOWN; before the
+    interceptor aborted streamed requests itself, reflection's came back UNKNOWN.
+    """
     random_bytes_to_every_rpc(target, FUZZ)
     target.healthy()
 
