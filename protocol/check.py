@@ -32,7 +32,7 @@ from protocol.errors import (
     VerificationError,
 )
 from protocol.gcs import Opening
-from protocol.group import hash_to_group, validate_element
+from protocol.group import Mapper, hash_to_group, validate_element
 from protocol.messages import (
     SESSION_ID_SIZE,
     ElementGroup,
@@ -114,12 +114,14 @@ class ProposerCheck:
         proposer: str,
         strike_cells: Iterable[int],
         rng: RandomBytes,
+        mapper: Mapper = map,
     ) -> None:
         self.descriptor = descriptor
         self.responder_key = responder_key
         self.snapshot = snapshot
         self.proposer = proposer
         self.rng = rng
+        self.mapper = mapper
         d = descriptor.descriptor
         self.strike_cells = frozenset(strike_cells)
         self.tokens = query_tokens(self.strike_cells, res=d.res, res_min=d.res_min)
@@ -162,7 +164,9 @@ class ProposerCheck:
             )
         for resolution in sorted(self.tokens):
             cells = sorted(self.tokens[resolution])
-            blinds, blinded = blind([token_bytes(c) for c in cells], MODE, self.rng)
+            blinds, blinded = blind(
+                [token_bytes(c) for c in cells], MODE, self.rng, mapper=self.mapper
+            )
             slots: list[tuple[bytes, int | None]] = [(b, i) for i, b in enumerate(blinded)]
             padded = size_bucket(len(cells), minimum=QUERY_BUCKET_MINIMUM)
             slots += [(self._dummy(), None) for _ in range(padded - len(cells))]
@@ -197,6 +201,7 @@ class ProposerCheck:
             proposer=self.proposer,
             query=self.query,
             response=response,
+            mapper=self.mapper,
         )
         evaluated = {group.resolution: group.elements for group in response.groups}
         outputs = finalize(
@@ -204,6 +209,7 @@ class ProposerCheck:
             [p.blind for p in self.positions],
             [evaluated[p.resolution][p.index] for p in self.positions],
             MODE,
+            mapper=self.mapper,
         )
         bits = snapshot_bits(self.descriptor)
         self.values = [truncate_output(output, bits) for output in outputs]
@@ -246,8 +252,12 @@ def verify_response(
     proposer: str,
     query: Query,
     response: Response,
+    mapper: Mapper = map,
 ) -> None:
-    """Everything a proposer (or a later verifier) checks before trusting evaluations."""
+    """Everything a proposer (or a later verifier) checks before trusting evaluations.
+
+    ``mapper`` spreads the proof composites over threads (see protocol.group.Mapper).
+    """
     d = descriptor.descriptor
     if response.session_id != query.session_id:
         raise VerificationError("response belongs to another session")
@@ -261,7 +271,14 @@ def verify_response(
             raise VerificationError("response group sizes do not match the query")
         for element in got.elements:
             validate_element(element)
-        verify_proof(d.public_keys[got.resolution], sent.elements, got.elements, got.proof, MODE)
+        verify_proof(
+            d.public_keys[got.resolution],
+            sent.elements,
+            got.elements,
+            got.proof,
+            MODE,
+            mapper=mapper,
+        )
     receipt = response.receipt
     expected_hash = transcript_hash(
         descriptor_digest=descriptor.digest, proposer=proposer, query=query, groups=response.groups
@@ -303,12 +320,14 @@ class ResponderCheck:
         signing_key: SigningKey,
         proposer: str,
         rng: RandomBytes,
+        mapper: Mapper = map,
     ) -> None:
         self.descriptor = descriptor
         self.keys = keys
         self.signing_key = signing_key
         self.proposer = proposer
         self.rng = rng
+        self.mapper = mapper
         self.state = State.IDLE
         self.query: Query | None = None
         self.assessment: Assessment | None = None
@@ -383,8 +402,10 @@ class ResponderCheck:
         groups = []
         for group in query.groups:
             key = self.keys[group.resolution]
-            evaluated = blind_evaluate(key, group.elements)
-            proof = generate_proof(key, group.elements, evaluated, MODE, self.rng)
+            evaluated = blind_evaluate(key, group.elements, mapper=self.mapper)
+            proof = generate_proof(
+                key, group.elements, evaluated, MODE, self.rng, mapper=self.mapper
+            )
             groups.append(EvaluatedGroup(group.resolution, tuple(evaluated), proof))
         evaluated_groups = tuple(groups)
         receipt = Receipt(

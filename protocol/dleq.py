@@ -48,12 +48,17 @@ def _composite_weights(
 
 
 def compute_composites(
-    public: bytes, blinded: Sequence[bytes], evaluated: Sequence[bytes], context: bytes
+    public: bytes,
+    blinded: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    context: bytes,
+    *,
+    mapper: group.Mapper = map,
 ) -> tuple[bytes, bytes]:
     """Verifier's (M, Z): both composites computed from the elements."""
     weights = _composite_weights(public, blinded, evaluated, context)
-    m = group.linear_combination(weights, blinded, "blinded element")
-    z = group.linear_combination(weights, evaluated, "evaluated element")
+    m = group.linear_combination(weights, blinded, "blinded element", mapper=mapper)
+    z = group.linear_combination(weights, evaluated, "evaluated element", mapper=mapper)
     return m, z
 
 
@@ -63,10 +68,12 @@ def compute_composites_fast(
     blinded: Sequence[bytes],
     evaluated: Sequence[bytes],
     context: bytes,
+    *,
+    mapper: group.Mapper = map,
 ) -> tuple[bytes, bytes]:
     """Prover's (M, Z): M from the blinded elements, then Z = k * M."""
     weights = _composite_weights(public, blinded, evaluated, context)
-    m = group.linear_combination(weights, blinded, "blinded element")
+    m = group.linear_combination(weights, blinded, "blinded element", mapper=mapper)
     return m, group.linear_combination([secret], [m])
 
 
@@ -95,6 +102,7 @@ def generate_proof_with(
     nonce: bytes,
     *,
     context: bytes,
+    mapper: group.Mapper = map,
 ) -> bytes:
     """GenerateProof with an explicit nonce ``r`` (the RFC vectors fix it); returns c || s."""
     group.require_scalar(secret, "secret key")
@@ -103,7 +111,7 @@ def generate_proof_with(
     for index, element in enumerate(evaluated):
         if not isinstance(element, bytes) or len(element) != group.ELEMENT_SIZE:
             raise InputError(f"evaluated element {index} must be {group.ELEMENT_SIZE} bytes")
-    m, z = compute_composites_fast(secret, public, blinded, evaluated, context)
+    m, z = compute_composites_fast(secret, public, blinded, evaluated, context, mapper=mapper)
     t2 = group.scalar_mult_base(nonce)
     t3 = group.linear_combination([nonce], [m])
     c = _challenge((public, m, z, t2, t3), context)
@@ -119,10 +127,17 @@ def generate_proof(
     rng: group.RandomBytes,
     *,
     context: bytes,
+    mapper: group.Mapper = map,
 ) -> bytes:
     """GenerateProof with a fresh nonce from ``rng``."""
     return generate_proof_with(
-        secret, public, blinded, evaluated, group.random_scalar(rng), context=context
+        secret,
+        public,
+        blinded,
+        evaluated,
+        group.random_scalar(rng),
+        context=context,
+        mapper=mapper,
     )
 
 
@@ -133,6 +148,7 @@ def verify_proof(
     proof: bytes,
     *,
     context: bytes,
+    mapper: group.Mapper = map,
 ) -> None:
     """VerifyProof; returns only if the proof holds, else raises VerificationError.
 
@@ -148,7 +164,7 @@ def verify_proof(
     c, s = proof[: group.SCALAR_SIZE], proof[group.SCALAR_SIZE :]
     if not (group.is_canonical_scalar(c) and group.is_canonical_scalar(s)):
         raise VerificationError("proof does not verify")
-    m, z = compute_composites(public, blinded, evaluated, context)
+    m, z = compute_composites(public, blinded, evaluated, context, mapper=mapper)
     t2 = group.linear_combination([s, c], [group.GENERATOR, public])
     t3 = group.linear_combination([s, c], [m, z])
     if not hmac.compare_digest(_challenge((public, m, z, t2, t3), context), c):

@@ -33,6 +33,7 @@ import hmac
 import importlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import rbcl
 
@@ -58,6 +59,41 @@ GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65
 
 RandomBytes = Callable[[int], bytes]
 """A source of randomness: ``rng(n)`` returns ``n`` uniformly random bytes."""
+
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+"""Anything shaped like the builtin ``map`` that preserves order. Batch operations
+split their work into chunks and run them through it: the builtin ``map`` runs
+them in turn, a thread pool's ``map`` runs them on several cores (libsodium
+calls release the GIL). The chunks hold closures, so the mapper must run them
+in this process."""
+
+PARALLEL_CHUNK = 128
+"""Elements per chunk handed to a mapper: long enough that a chunk's libsodium
+time dwarfs the hand-off, short enough to balance two or more cores."""
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def in_chunks(
+    work: Callable[[Sequence[_T], int], list[_R]], items: Sequence[_T], mapper: Mapper
+) -> list[_R]:
+    """``work(chunk, offset)`` over consecutive chunks of ``items``, results concatenated.
+
+    With the builtin ``map`` (or a small batch) this is one plain call, so the
+    default path costs nothing. ``offset`` lets errors name the global index.
+    """
+    if mapper is map or len(items) <= PARALLEL_CHUNK:
+        return work(items, 0)
+    jobs = [
+        (items[start : start + PARALLEL_CHUNK], start)
+        for start in range(0, len(items), PARALLEL_CHUNK)
+    ]
+    result: list[_R] = []
+    for part in mapper(lambda job: work(job[0], job[1]), jobs):
+        result.extend(part)
+    return result
+
 
 _ZERO_SCALAR = bytes(SCALAR_SIZE)
 _RANDOM_SCALAR_ATTEMPTS = 4  # a zero reduction has probability 2**-252 per attempt
@@ -198,19 +234,23 @@ def hash_to_group(msg: bytes, dst: bytes) -> bytes:
     return hash_to_group_many([msg], dst)[0]
 
 
-def hash_to_group_many(msgs: Iterable[bytes], dst: bytes) -> list[bytes]:
+def hash_to_group_many(msgs: Iterable[bytes], dst: bytes, *, mapper: Mapper = map) -> list[bytes]:
     """:func:`hash_to_group` for many messages under one DST.
 
     The result may in principle be the identity (probability about 2**-252);
     callers that must refuse it (RFC 9497 ``Blind``/``Evaluate``) check.
     """
     expand = XmdSha512(dst).expand
-    out = _Buffer()
-    result = []
-    for msg in msgs:
-        _from_hash(out, expand(msg))
-        result.append(out.raw)
-    return result
+
+    def work(chunk: Sequence[bytes], offset: int) -> list[bytes]:
+        out = _Buffer()
+        result = []
+        for msg in chunk:
+            _from_hash(out, expand(msg))
+            result.append(out.raw)
+        return result
+
+    return in_chunks(work, msgs if isinstance(msgs, Sequence) else list(msgs), mapper)
 
 
 def hash_to_scalar(msg: bytes, dst: bytes) -> bytes:
@@ -331,7 +371,7 @@ def scalar_mult(scalar: bytes, element: bytes) -> bytes:
 
 
 def scalar_mult_many(
-    scalar: bytes, elements: Iterable[bytes], what: str = "group element"
+    scalar: bytes, elements: Iterable[bytes], what: str = "group element", *, mapper: Mapper = map
 ) -> list[bytes]:
     """One scalar times each element; an invalid element raises naming its index.
 
@@ -340,29 +380,42 @@ def scalar_mult_many(
     element was the identity; so no separate validation pass is needed.
     """
     require_scalar(scalar)
-    out = _Buffer()
-    result = []
-    for index, element in enumerate(elements):
-        if _malformed(element) or _mult(out, scalar, element) != 0:
-            raise _rejected(element, f"{what} {index}")
-        result.append(out.raw)
-    return result
+
+    def work(chunk: Sequence[bytes], offset: int) -> list[bytes]:
+        out = _Buffer()
+        result = []
+        for index, element in enumerate(chunk, offset):
+            if _malformed(element) or _mult(out, scalar, element) != 0:
+                raise _rejected(element, f"{what} {index}")
+            result.append(out.raw)
+        return result
+
+    return in_chunks(work, elements if isinstance(elements, Sequence) else list(elements), mapper)
 
 
 def scalar_mult_pairs(
-    scalars: Sequence[bytes], elements: Sequence[bytes], what: str = "group element"
+    scalars: Sequence[bytes],
+    elements: Sequence[bytes],
+    what: str = "group element",
+    *,
+    mapper: Mapper = map,
 ) -> list[bytes]:
     """scalars[i] * elements[i] for each i; errors name the index."""
     if len(scalars) != len(elements):
         raise InputError(f"{len(scalars)} scalars for {len(elements)} elements")
-    out = _Buffer()
-    result = []
-    for index, (scalar, element) in enumerate(zip(scalars, elements, strict=True)):
-        require_scalar(scalar, f"scalar {index}")
-        if _malformed(element) or _mult(out, scalar, element) != 0:
-            raise _rejected(element, f"{what} {index}")
-        result.append(out.raw)
-    return result
+    pairs = list(zip(scalars, elements, strict=True))
+
+    def work(chunk: Sequence[tuple[bytes, bytes]], offset: int) -> list[bytes]:
+        out = _Buffer()
+        result = []
+        for index, (scalar, element) in enumerate(chunk, offset):
+            require_scalar(scalar, f"scalar {index}")
+            if _malformed(element) or _mult(out, scalar, element) != 0:
+                raise _rejected(element, f"{what} {index}")
+            result.append(out.raw)
+        return result
+
+    return in_chunks(work, pairs, mapper)
 
 
 def element_add(a: bytes, b: bytes) -> bytes:
@@ -385,7 +438,11 @@ def _element_binary(function: Callable[..., int], a: bytes, b: bytes) -> bytes:
 
 
 def linear_combination(
-    scalars: Sequence[bytes], elements: Sequence[bytes], what: str = "group element"
+    scalars: Sequence[bytes],
+    elements: Sequence[bytes],
+    what: str = "group element",
+    *,
+    mapper: Mapper = map,
 ) -> bytes:
     """sum(scalars[i] * elements[i]); zero scalars, identity elements and results allowed.
 
@@ -393,23 +450,34 @@ def linear_combination(
     commitments may, with negligible probability or by a peer's choice, involve
     the identity). Terms with a zero scalar or an identity element are skipped,
     so libsodium refusing a product means the element itself is invalid.
-    Multiples of the generator use libsodium's faster fixed-base routine.
+    Multiples of the generator use libsodium's faster fixed-base routine. With a
+    parallel ``mapper`` each chunk sums its own terms and the partial sums are
+    added at the end.
     """
     if len(scalars) != len(elements):
         raise InputError(f"{len(scalars)} scalars for {len(elements)} elements")
-    out = _Buffer()
-    total: bytes | None = None
-    for index, (scalar, element) in enumerate(zip(scalars, elements, strict=True)):
-        require_scalar(scalar, f"scalar {index}", allow_zero=True)
-        _require_encoding(element, f"{what} {index}")
-        if is_zero_scalar(scalar) or element == IDENTITY:
-            continue
-        rc = _mult_base(out, scalar) if element == GENERATOR else _mult(out, scalar, element)
-        if rc != 0:
-            raise _rejected(element, f"{what} {index}")
-        if total is None:
-            total = out.raw
-        else:
-            _point_add(out, total, out.raw)
-            total = out.raw
-    return IDENTITY if total is None else total
+    pairs = list(zip(scalars, elements, strict=True))
+
+    def work(chunk: Sequence[tuple[bytes, bytes]], offset: int) -> list[bytes]:
+        out = _Buffer()
+        total: bytes | None = None
+        for index, (scalar, element) in enumerate(chunk, offset):
+            require_scalar(scalar, f"scalar {index}", allow_zero=True)
+            _require_encoding(element, f"{what} {index}")
+            if is_zero_scalar(scalar) or element == IDENTITY:
+                continue
+            rc = _mult_base(out, scalar) if element == GENERATOR else _mult(out, scalar, element)
+            if rc != 0:
+                raise _rejected(element, f"{what} {index}")
+            if total is None:
+                total = out.raw
+            else:
+                _point_add(out, total, out.raw)
+                total = out.raw
+        return [] if total is None else [total]
+
+    partial_sums = in_chunks(work, pairs, mapper)
+    total = IDENTITY
+    for part in partial_sums:
+        total = part if total == IDENTITY else element_add(total, part)
+    return total

@@ -95,25 +95,34 @@ def derive_key_pair(seed: bytes, info: bytes, mode: Mode) -> KeyPair:
 
 
 def blind(
-    inputs: Sequence[bytes], mode: Mode, rng: group.RandomBytes
+    inputs: Sequence[bytes], mode: Mode, rng: group.RandomBytes, *, mapper: group.Mapper = map
 ) -> tuple[list[bytes], list[bytes]]:
     """Blind: fresh blinds from ``rng``; returns (blinds, blinded elements), both kept in order."""
     blinds = [group.random_scalar(rng) for _ in inputs]
-    return blinds, blind_with(inputs, blinds, mode)
+    return blinds, blind_with(inputs, blinds, mode, mapper=mapper)
 
 
-def blind_with(inputs: Sequence[bytes], blinds: Sequence[bytes], mode: Mode) -> list[bytes]:
+def blind_with(
+    inputs: Sequence[bytes],
+    blinds: Sequence[bytes],
+    mode: Mode,
+    *,
+    mapper: group.Mapper = map,
+) -> list[bytes]:
     """Blind with given blinds: ``blind[i] * HashToGroup(input[i])``."""
     if len(blinds) != len(inputs):
         raise InputError(f"{len(blinds)} blinds for {len(inputs)} inputs")
     for index, blind_scalar in enumerate(blinds):
         group.require_scalar(blind_scalar, f"blind {index}")
-    return group.scalar_mult_pairs(blinds, _hash_inputs(inputs, mode), "hashed input")
+    hashed = _hash_inputs(inputs, mode, mapper=mapper)
+    return group.scalar_mult_pairs(blinds, hashed, "hashed input", mapper=mapper)
 
 
-def blind_evaluate(key: KeyPair | bytes, blinded: Sequence[bytes]) -> list[bytes]:
+def blind_evaluate(
+    key: KeyPair | bytes, blinded: Sequence[bytes], *, mapper: group.Mapper = map
+) -> list[bytes]:
     """BlindEvaluate: ``k * blinded[i]``; every blinded element is validated as peer input."""
-    return group.scalar_mult_many(_secret_of(key), blinded, "blinded element")
+    return group.scalar_mult_many(_secret_of(key), blinded, "blinded element", mapper=mapper)
 
 
 def generate_proof(
@@ -122,9 +131,13 @@ def generate_proof(
     evaluated: Sequence[bytes],
     mode: Mode,
     rng: group.RandomBytes,
+    *,
+    mapper: group.Mapper = map,
 ) -> bytes:
     """The 64-byte batched DLEQ proof that ``evaluated[i] = k * blinded[i]`` for all i."""
-    return generate_proof_with(key, blinded, evaluated, group.random_scalar(rng), mode)
+    return generate_proof_with(
+        key, blinded, evaluated, group.random_scalar(rng), mode, mapper=mapper
+    )
 
 
 def generate_proof_with(
@@ -133,10 +146,18 @@ def generate_proof_with(
     evaluated: Sequence[bytes],
     nonce: bytes,
     mode: Mode,
+    *,
+    mapper: group.Mapper = map,
 ) -> bytes:
     """:func:`generate_proof` with the nonce ``r`` given (RFC vectors, reproducible tests)."""
     return dleq.generate_proof_with(
-        key.secret, key.public, blinded, evaluated, nonce, context=_verifiable_context(mode)
+        key.secret,
+        key.public,
+        blinded,
+        evaluated,
+        nonce,
+        context=_verifiable_context(mode),
+        mapper=mapper,
     )
 
 
@@ -146,9 +167,13 @@ def verify_proof(
     evaluated: Sequence[bytes],
     proof: bytes,
     mode: Mode,
+    *,
+    mapper: group.Mapper = map,
 ) -> None:
     """Check the evaluator's proof; raises VerificationError if it does not hold."""
-    dleq.verify_proof(public, blinded, evaluated, proof, context=_verifiable_context(mode))
+    dleq.verify_proof(
+        public, blinded, evaluated, proof, context=_verifiable_context(mode), mapper=mapper
+    )
 
 
 def finalize(
@@ -156,6 +181,8 @@ def finalize(
     blinds: Sequence[bytes],
     evaluated: Sequence[bytes],
     mode: Mode,
+    *,
+    mapper: group.Mapper = map,
 ) -> list[bytes]:
     """Finalize: unblind each evaluation and hash it with its input into a 64-byte output.
 
@@ -172,7 +199,7 @@ def finalize(
     for index, blind_scalar in enumerate(blinds):
         group.require_scalar(blind_scalar, f"blind {index}")
     unblinded = group.scalar_mult_pairs(
-        group.scalar_invert_many(blinds), evaluated, "evaluated element"
+        group.scalar_invert_many(blinds), evaluated, "evaluated element", mapper=mapper
     )
     return [_output(item, element) for item, element in zip(inputs, unblinded, strict=True)]
 
@@ -183,11 +210,12 @@ def evaluate(secret: KeyPair | bytes, inputs: Sequence[bytes], mode: Mode) -> li
     return [_output(item, element) for item, element in zip(inputs, evaluated, strict=True)]
 
 
-def _hash_inputs(inputs: Sequence[bytes], mode: Mode) -> list[bytes]:
+def _hash_inputs(inputs: Sequence[bytes], mode: Mode, *, mapper: group.Mapper = map) -> list[bytes]:
     """HashToGroup of each input, refusing the identity as RFC 9497 requires."""
     for item in inputs:
         _check_input(item, "input")
-    elements = group.hash_to_group_many(inputs, b"HashToGroup-" + context_string(mode))
+    dst = b"HashToGroup-" + context_string(mode)
+    elements = group.hash_to_group_many(inputs, dst, mapper=mapper)
     for index, element in enumerate(elements):
         if element == group.IDENTITY:
             raise InputError(f"input {index} hashes to the identity element")
