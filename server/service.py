@@ -7,9 +7,10 @@ the status the protocol chose, with a message a person can act on; an
 unexpected exception is a bug, logged with its traceback and reported as
 INTERNAL without details.
 
-Order inside Evaluate: validate everything (no group operation yet), claim the
-session id, charge the area budget, evaluate and prove in a worker thread, log
-the signed audit entry, store the receipt, answer.
+Order inside Evaluate: refuse what the peer's remaining budget cannot pay for
+(before any element is decoded), validate everything (no group operation yet),
+claim the session id, charge the area budget, evaluate and prove in a worker
+thread, log the signed audit entry, store the receipt, answer.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from typing import TypeVar
 
 import grpc
 
+from protocol.budget import Window, decide_charge, query_area_km2
 from protocol.check import ResponderCheck
 from protocol.errors import HexpsiError, RemoteProtocolError, Status
-from protocol.messages import Receipt
+from protocol.messages import Query, Receipt
 from protocol.randomness import RandomBytes
 from server.auditlog import AuditLog
 from server.epochs import EpochStore, ServedEpoch
@@ -259,6 +261,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 rng=self.rng,
             )
             now = self.clock()
+            await asyncio.to_thread(self._affordable, peer, epoch, query, now)
             assessment = await asyncio.to_thread(session.receive, query, now=now)
             await asyncio.to_thread(self.ledger.claim_session, peer.name, query.session_id, now)
             charge = await asyncio.to_thread(
@@ -297,6 +300,26 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 charge.remaining,
             )
             return response_to_message(response)
+
+    def _affordable(self, peer: Peer, epoch: ServedEpoch, query: Query, now: float) -> None:
+        """Refuse a query the peer's budget cannot pay for before any element is decoded.
+
+        The charge itself comes later, atomically, once the query is valid; this
+        only keeps a peer whose budget is spent from having the responder validate
+        thousands of elements per call for nothing. Declared resolutions outside the
+        epoch's are left for the protocol to refuse with its own message.
+        """
+        d = epoch.descriptor.descriptor
+        sizes = query.group_sizes()
+        if not all(d.res_min <= resolution <= d.res for resolution in sizes):
+            return
+        window = Window.containing(now, peer.window_seconds)
+        decide_charge(
+            amount=query_area_km2(sizes, d.res),
+            spent_in_window=self.ledger.spent(peer.name, window.start),
+            limit=peer.budget_km2,
+            window=window,
+        )
 
     def _store_receipt(self, receipt: Receipt) -> None:
         if not self.receipts_dir.exists():

@@ -19,6 +19,8 @@ import grpc
 import h3.api.basic_int as h3
 import pytest
 
+import protocol.check
+import protocol.group
 from protocol.budget import Window, cell_area_km2
 from protocol.check import MODE, snapshot_bits
 from protocol.errors import HexpsiError, Status
@@ -129,6 +131,37 @@ async def test_concurrent_queries_cannot_overspend_together(tmp_path: Path) -> N
         assert codes == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 5
         window = Window.containing(time.time(), WINDOW_HOURS * 3600)
         assert running.ledger.spent(PROPOSER, window.start) <= SWEEP_BUDGET_KM2
+
+
+async def test_a_peer_out_of_budget_costs_no_element_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the budget is spent, even a maximal 4096-element query is refused before the
+    responder decodes a single element (so refusals cost it next to nothing).
+
+    Checked to fail without the protection: without ``CheckServicer._affordable``
+    every one of the 4096 elements was validated before the budget refused the query.
+    """
+    decoded: list[bytes] = []
+    honest = protocol.group.validate_element
+
+    def counting(element: bytes) -> bytes:
+        decoded.append(element)
+        return honest(element)
+
+    monkeypatch.setattr(protocol.check, "validate_element", counting)
+    pair = make_pair(tmp_path, budget_km2=1.5 * ONE_GROUP_KM2, window_hours=WINDOW_HOURS)
+    async with serving(pair.responder), tls_channel(pair.responder, pair.proposer) as channel:
+        stub = check_stub(channel)
+        descriptor = await current_descriptor(stub, pair.responder)
+        await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
+        assert len(decoded) == 8
+        big = evaluate_request(descriptor.digest, {RES: 8})
+        big.groups[0].elements = random_elements(8) * 512
+        error = await refused(stub.Evaluate(big, timeout=10))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "remain in this window" in (error.details() or "")
+    assert len(decoded) == 8
 
 
 @pytest.mark.parametrize("resolution", range(RES_MIN, RES + 1))
