@@ -32,27 +32,36 @@ DEFAULT_MAX_QUERY_TOKENS = 4096
 DEFAULT_FALSE_POSITIVE = 1e-9
 
 
-def is_bucket(size: int) -> bool:
+SNAPSHOT_SIGNIFICANT_BITS = 5
+"""Snapshots keep one bit more (1/16 granularity, at most 6.25 % padding): a
+snapshot's padding is stored and downloaded once per epoch for every real
+token, while the count it hides is already one of tens of thousands."""
+
+
+def is_bucket(size: int, *, significant_bits: int = BUCKET_SIGNIFICANT_BITS) -> bool:
     """Whether ``size`` is one of the bucket sizes (ignoring any minimum)."""
     if size < 1:
         return False
-    drop = max(0, size.bit_length() - BUCKET_SIGNIFICANT_BITS)
+    drop = max(0, size.bit_length() - significant_bits)
     return (size >> drop) << drop == size
 
 
-def size_bucket(n: int, *, minimum: int) -> int:
+def size_bucket(n: int, *, minimum: int, significant_bits: int = BUCKET_SIGNIFICANT_BITS) -> int:
     """The padded size for ``n`` items: the smallest bucket ≥ n, and never below ``minimum``.
 
-    For ``n > minimum`` the result is below ``n * 9/8`` (at most 12.5 % padding);
-    every ``n ≤ minimum`` maps to ``minimum`` itself.
+    Buckets are the integers with at most ``significant_bits`` significant bits.
+    With the default 4, for ``n > minimum`` the result is below ``n * 9/8`` (at
+    most 12.5 % padding); every ``n ≤ minimum`` maps to ``minimum`` itself.
     """
     if n < 0:
         raise InputError(f"cannot pad a negative count ({n})")
     if minimum < 1:
         raise InputError(f"the minimum padded size must be at least 1, got {minimum}")
+    if significant_bits < 1:
+        raise InputError(f"buckets need at least one significant bit, got {significant_bits}")
     if n <= minimum:
         return minimum
-    drop = max(0, n.bit_length() - BUCKET_SIGNIFICANT_BITS)
+    drop = max(0, n.bit_length() - significant_bits)
     return -(-n >> drop) << drop
 
 

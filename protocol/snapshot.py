@@ -22,6 +22,7 @@ from protocol.oprf import KeyPair, Mode, evaluate
 from protocol.padding import (
     DEFAULT_FALSE_POSITIVE,
     DEFAULT_MAX_QUERY_TOKENS,
+    SNAPSHOT_SIGNIFICANT_BITS,
     pad_values,
     size_bucket,
     truncation_bits,
@@ -88,7 +89,11 @@ class SnapshotPlan:
         max_query_tokens: int = DEFAULT_MAX_QUERY_TOKENS,
         false_positive: float = DEFAULT_FALSE_POSITIVE,
     ) -> SnapshotPlan:
-        padded = size_bucket(token_count, minimum=SNAPSHOT_BUCKET_MINIMUM)
+        padded = size_bucket(
+            token_count,
+            minimum=SNAPSHOT_BUCKET_MINIMUM,
+            significant_bits=SNAPSHOT_SIGNIFICANT_BITS,
+        )
         bits = truncation_bits(
             padded, max_query_tokens=max_query_tokens, false_positive=false_positive
         )

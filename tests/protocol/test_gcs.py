@@ -528,3 +528,33 @@ def test_one_million_values_cost_near_the_entropy_bound() -> None:
     entropy = (n * bits - math.lgamma(n + 1) / math.log(2)) / n  # log2 C(2**λ, n) / n
     assert entropy < bits_per_value <= entropy + 2
     assert size / n <= 1.05 * OPENMINED_GCS_BYTES_PER_ITEM
+
+
+def test_a_reader_restored_from_its_leaves_answers_like_the_original() -> None:
+    values = random_values(3000, 40, seed=7)
+    params = GcsParams.choose(count=len(values), bits=40)
+    blocks, root = build(values, params)
+    original = read(blocks, params, root)
+    restored = SnapshotReader.restore(params, blocks.__getitem__, original.leaf_hashes, root)
+    probes = values[::37] + random_values(200, 40, seed=8)
+    assert [restored.contains(v) for v in probes] == [original.contains(v) for v in probes]
+    assert restored.open(values[5]) == original.open(values[5])
+    restored.finish(root)  # finishing a verified reader again only compares the digest
+    with pytest.raises(VerificationError):
+        restored.finish(bytes(32))
+
+
+def test_restoring_refuses_leaves_that_do_not_match_the_digest() -> None:
+    values = random_values(2000, 36, seed=9)
+    params = GcsParams.choose(count=len(values), bits=36)
+    blocks, root = build(values, params)
+    leaves = list(read(blocks, params, root).leaf_hashes)
+    with pytest.raises(VerificationError):
+        SnapshotReader.restore(params, blocks.__getitem__, leaves[:-1], root)
+    swapped = [leaves[1], leaves[0], *leaves[2:]]
+    with pytest.raises(VerificationError):
+        SnapshotReader.restore(params, blocks.__getitem__, swapped, root)
+    damaged = [bytes(blocks[0][:-1]) + bytes([blocks[0][-1] ^ 1]), *blocks[1:]]
+    restored = SnapshotReader.restore(params, damaged.__getitem__, leaves, root)
+    with pytest.raises(VerificationError):
+        restored.contains(values[0])

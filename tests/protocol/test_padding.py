@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import InputError
-from protocol.padding import is_bucket, pad_values, size_bucket, truncation_bits
+from protocol.padding import (
+    SNAPSHOT_SIGNIFICANT_BITS,
+    is_bucket,
+    pad_values,
+    size_bucket,
+    truncation_bits,
+)
 
 counts = st.integers(min_value=0, max_value=10**12)
 minimums = st.integers(min_value=1, max_value=5000)
@@ -160,3 +166,11 @@ def test_pad_values_refuses_what_cannot_fit() -> None:
         pad_values([16], size=4, bits=4, rng=rng)
     with pytest.raises(InputError):
         pad_values([1], size=4, bits=4, rng=lambda n: b"")
+
+
+@given(st.integers(min_value=1025, max_value=1 << 26))
+def test_snapshot_buckets_pad_at_most_a_sixteenth(n: int) -> None:
+    padded = size_bucket(n, minimum=1024, significant_bits=SNAPSHOT_SIGNIFICANT_BITS)
+    assert n <= padded < n * 17 / 16
+    assert is_bucket(padded, significant_bits=SNAPSHOT_SIGNIFICANT_BITS)
+    assert size_bucket(padded, minimum=1024, significant_bits=SNAPSHOT_SIGNIFICANT_BITS) == padded
