@@ -75,6 +75,7 @@ class RunningServer:
         """NOT_SERVING first, then let calls in flight finish, then close the stores."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.servicer.close()
         self.ledger.close()
         self.audit.close()
 

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from protocol.descriptor import SignedDescriptor
 from protocol.errors import HexpsiError, RemoteProtocolError, Status, VerificationError
 from protocol.evidence import export_evidence
 from protocol.messages import Query, Response
+from server.executor import default_workers
 from server.fsutil import atomic_write, make_private_dir
 from server.node import Node, Peer
 from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
@@ -259,17 +261,19 @@ async def run_check(
         await client.download_snapshot(cached, progress=progress)
         timings["snapshot_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        session = ProposerCheck(
-            descriptor=descriptor,
-            responder_key=peer.identity.verify_key,
-            snapshot=cached.reader,
-            proposer=node.name,
-            strike_cells=strike,
-            rng=os.urandom,
-        )
-        query = await asyncio.to_thread(session.start)
-        response = await client.evaluate(query)
-        result = await asyncio.to_thread(session.finish, response)
+        with ThreadPoolExecutor(default_workers(), thread_name_prefix="hexpsi-check") as pool:
+            session = ProposerCheck(
+                descriptor=descriptor,
+                responder_key=peer.identity.verify_key,
+                snapshot=cached.reader,
+                proposer=node.name,
+                strike_cells=strike,
+                rng=os.urandom,
+                mapper=pool.map,
+            )
+            query = await asyncio.to_thread(session.start)
+            response = await client.evaluate(query)
+            result = await asyncio.to_thread(session.finish, response)
         timings["check_s"] = time.perf_counter() - started
     evidence = await asyncio.to_thread(export_evidence, session)
     report = CheckReport(

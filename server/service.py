@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +34,7 @@ from protocol.messages import Query, Receipt
 from protocol.randomness import RandomBytes
 from server.auditlog import AuditLog
 from server.epochs import EpochStore, ServedEpoch
+from server.executor import default_workers
 from server.fsutil import atomic_write, make_private_dir
 from server.ledger import Ledger
 from server.node import Node, Peer
@@ -117,8 +119,17 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         self.rng = rng
         self.snapshot_stall_seconds = snapshot_stall_seconds
         self.epochs = EpochWatcher(EpochStore(node))
+        # Evaluation and proofs spread over the cores: libsodium releases the GIL,
+        # so a thread pool's map runs the group operations of one query in parallel.
+        self._pool = ThreadPoolExecutor(
+            max_workers=default_workers(), thread_name_prefix="hexpsi-evaluate"
+        )
         self.gate = PeerGate(node, plaintext=plaintext)
         self.receipts_dir = node.directory / RECEIPTS_DIR
+
+    def close(self) -> None:
+        """Let the evaluation threads go once the server has stopped."""
+        self._pool.shutdown(wait=False)
 
     # -- caller identity and limits (shared with the other services through the gate)
 
@@ -259,6 +270,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 signing_key=self.node.signing_key,
                 proposer=peer.name,
                 rng=self.rng,
+                mapper=self._pool.map,
             )
             now = self.clock()
             await asyncio.to_thread(self._affordable, peer, epoch, query, now)
