@@ -57,7 +57,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -213,8 +213,10 @@ class _Session:
         mapper: Mapper,
         chunk_elements: int,
         key: bytes | None,
+        points: Mapping[int, bytes] | None = None,
     ) -> None:
         self.descriptor = descriptor
+        self.points = points
         self.res = descriptor.descriptor.res
         self.responder = descriptor.descriptor.node
         self.proposer = proposer
@@ -269,7 +271,7 @@ class _Session:
             assert self._key is not None
             digest = self._own_digest = SetDigest(role, self.session_id)
             slots = padded_slots(self.cells, self.own_set_size, self.rng)
-            blind = functools.partial(blind_slots, self._key)
+            blind = functools.partial(blind_slots, self._key, points=self.points)
             for index, start in enumerate(range(0, len(slots), self.chunk_elements)):
                 self._expect(State.EXCHANGING)
                 elements = batched(self.mapper, blind, slots[start : start + self.chunk_elements])
@@ -324,7 +326,8 @@ class ProposerMutual(_Session):
 
     ``cells`` are the proposer's own protected cells at any resolution; they are
     taken at the descriptor's ``res``. ``key`` fixes the blinding key (tests);
-    by default it is drawn fresh from ``rng``.
+    by default it is drawn fresh from ``rng``. ``points`` may hold the cells'
+    precomputed H(cell) values (protocol.mutual_sets.mutual_points).
     """
 
     role = "proposer"
@@ -342,6 +345,7 @@ class ProposerMutual(_Session):
         mapper: Mapper = map,
         chunk_elements: int = CHUNK_ELEMENTS,
         key: bytes | None = None,
+        points: Mapping[int, bytes] | None = None,
     ) -> None:
         super().__init__(
             descriptor=descriptor,
@@ -351,6 +355,7 @@ class ProposerMutual(_Session):
             mapper=mapper,
             chunk_elements=chunk_elements,
             key=key,
+            points=points,
         )
         if len(proposer_epoch_id) != EPOCH_ID_SIZE:
             raise InputError(f"the proposer's epoch id must be {EPOCH_ID_SIZE} bytes")
@@ -505,6 +510,7 @@ class ResponderMutual(_Session):
         mapper: Mapper = map,
         chunk_elements: int = CHUNK_ELEMENTS,
         key: bytes | None = None,
+        points: Mapping[int, bytes] | None = None,
     ) -> None:
         super().__init__(
             descriptor=descriptor,
@@ -514,6 +520,7 @@ class ResponderMutual(_Session):
             mapper=mapper,
             chunk_elements=chunk_elements,
             key=key,
+            points=points,
         )
         self.signing_key = signing_key
         self.proposer_key = proposer_key

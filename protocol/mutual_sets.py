@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import h3.api.basic_int as h3
@@ -80,17 +80,34 @@ def mutual_element(cell: int) -> bytes:
     return hash_to_group_many([token_bytes(cell)], HASH_DST)[0]
 
 
-def blind_slots(key: bytes, slots: Sequence[Slot]) -> list[bytes]:
+def mutual_points(cells: Sequence[int], *, mapper: Mapper = map) -> list[bytes]:
+    """H(cell) for each cell, in order: the unblinded elements an epoch may keep.
+
+    They depend on nothing secret but the cells, so a node computes them once per
+    epoch instead of once per session (and keeps them as private as the cells).
+    """
+    return hash_to_group_many([token_bytes(cell) for cell in cells], HASH_DST, mapper=mapper)
+
+
+def blind_slots(
+    key: bytes, slots: Sequence[Slot], points: Mapping[int, bytes] | None = None
+) -> list[bytes]:
     """``key * H(cell)`` for cells and ``key * map(seed)`` for padding, in order.
 
-    Padding costs the same group operations as a real cell, so timing shows
+    ``points`` holds precomputed H(cell) values; cells missing from it are hashed
+    here. Padding costs the same multiplication as a real cell, so timing shows
     only the padded size.
     """
-    hashed = iter(
-        hash_to_group_many([token_bytes(s) for s in slots if isinstance(s, int)], HASH_DST)
-    )
-    points = [next(hashed) if isinstance(s, int) else element_from_uniform(s) for s in slots]
-    return scalar_mult_many(key, points)
+    known = points or {}
+    missing = [s for s in slots if isinstance(s, int) and s not in known]
+    hashed = iter(hash_to_group_many([token_bytes(s) for s in missing], HASH_DST))
+    elements = [
+        (known[s] if s in known else next(hashed))
+        if isinstance(s, int)
+        else element_from_uniform(s)
+        for s in slots
+    ]
+    return scalar_mult_many(key, elements)
 
 
 def batched(

@@ -32,10 +32,12 @@ from protocol.descriptor import SignedDescriptor
 from protocol.epoch import start_epoch
 from protocol.errors import InputError, LocalProtocolError, Status
 from protocol.gcs import GcsParams
+from protocol.group import ELEMENT_SIZE
 from protocol.keys import epoch_keys
+from protocol.mutual_sets import mutual_points
 from protocol.oprf import KeyPair
 from protocol.randomness import RandomBytes
-from protocol.snapshot import snapshot_params
+from protocol.snapshot import Mapper, snapshot_params
 from server.executor import PoolKind, local_mapper
 from server.fsutil import SECRET_MODE, atomic_write, fsync_directory, make_private_dir
 from server.node import Node
@@ -50,6 +52,7 @@ processes against 17-18 s with two threads on the same loaded 2-core machine).""
 
 EPOCHS_DIR = "epochs"
 CURRENT_FILE = "current"
+MUTUAL_POINTS_FILE = "mutual_points"
 CELLS_FILE = "cells"
 KEEP_EPOCHS = 2
 _OFFSET = struct.Struct(">Q")
@@ -119,6 +122,25 @@ class ServedEpoch:
     def protected_cells(self) -> list[int]:
         """The epoch's protected cells at its ``res``, sorted (for the mutual check)."""
         return load_cells(self.directory)
+
+    def mutual_points(self, mapper: Mapper = map) -> dict[int, bytes]:
+        """H(cell) for every protected cell, computed at the first mutual check and kept.
+
+        Stored owner-only beside the cells (an unkeyed hash of a cell is as
+        revealing as the cell); a damaged file is simply computed again.
+        """
+        cells = self.protected_cells()
+        path = self.directory / MUTUAL_POINTS_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        if len(raw) != ELEMENT_SIZE * len(cells):
+            raw = b"".join(mutual_points(cells, mapper=mapper))
+            atomic_write(path, raw, mode=SECRET_MODE)
+        return {
+            cell: raw[i * ELEMENT_SIZE : (i + 1) * ELEMENT_SIZE] for i, cell in enumerate(cells)
+        }
 
 
 def load_cells(directory: Path) -> list[int]:

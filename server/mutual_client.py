@@ -160,6 +160,7 @@ async def run_mutual(
         max_workers=workers or default_workers(), thread_name_prefix="hexpsi-mutual"
     )
     try:
+        points = await asyncio.to_thread(epoch.mutual_points, pool.map)
         async with PeerClient(node, peer, plaintext=plaintext) as client:
             started = time.perf_counter()
             descriptor = await client.fetch_descriptor(now=now())
@@ -170,6 +171,7 @@ async def run_mutual(
                 proposer=node.name,
                 signing_key=node.signing_key,
                 cells=cells,
+                points=points,
                 proposer_epoch_id=epoch.descriptor.descriptor.epoch_id,
                 rng=os.urandom,
                 mapper=pool.map,

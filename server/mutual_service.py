@@ -235,6 +235,7 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             proposer=peer.name,
             proposer_key=peer.identity.verify_key,
             cells=epoch.protected_cells(),
+            points=epoch.mutual_points(mapper),
             rng=self.rng,
             mapper=mapper,
         )

@@ -13,7 +13,15 @@ import pytest
 
 from protocol.errors import InputError, LocalProtocolError, Status, VerificationError
 from protocol.keys import epoch_keys
-from server.epochs import CURRENT_FILE, EPOCHS_DIR, KEEP_EPOCHS, BlockFile, EpochStore
+from protocol.mutual_sets import mutual_element
+from server.epochs import (
+    CURRENT_FILE,
+    EPOCHS_DIR,
+    KEEP_EPOCHS,
+    MUTUAL_POINTS_FILE,
+    BlockFile,
+    EpochStore,
+)
 from server.fsutil import write_secret
 from server.node import OPRF_MASTER_FILE, Node
 from server.peerauth import Refusal
@@ -179,3 +187,18 @@ def test_a_new_epoch_is_numbered_above_every_published_one(node: Node) -> None:
     current.write_text("garbage\n")
     assert build(node) == 4
     assert EpochStore(node).current_sequence() == 4
+
+
+def test_mutual_points_are_computed_once_kept_private_and_recomputed_if_damaged(
+    node: Node,
+) -> None:
+    build(node)
+    epoch = EpochStore(node).current()
+    assert epoch is not None
+    points = epoch.mutual_points()
+    assert points == {cell: mutual_element(cell) for cell in epoch.protected_cells()}
+    path = epoch.directory / MUTUAL_POINTS_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_bytes(path.read_bytes()[:-1])
+    assert epoch.mutual_points() == points
+    epoch.blocks.close()
