@@ -63,7 +63,7 @@ def discover() -> dict[str, Workload]:
     package = importlib.import_module("server.bench")
     found: dict[str, Workload] = {}
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name in {"harness", "__main__"}:
+        if info.name in {"harness", "__main__", "compare", "report", "loopback"}:
             continue
         module = importlib.import_module(f"server.bench.{info.name}")
         for workload in getattr(module, "WORKLOADS", []):

@@ -32,6 +32,14 @@ def table(payload: dict[str, dict[str, dict[str, object]]]) -> str:
             f"| `{name}` | {median:.3f} s | {low:.3f} – {high:.3f} s "
             f"| {stats['runs']} | {_extras(stats)} |"
         )
+    comparisons = payload.get("comparisons", {})
+    if comparisons:
+        lines += ["", "| comparison | value | target | met |", "|---|---|---|---|"]
+        for name, item in comparisons.items():
+            lines.append(
+                f"| {item['description']} (`{name}`) | {item['value']} | {item['target']} "
+                f"| {'yes' if item['met'] else 'no'} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from protocol.errors import InputError
+from server.bench.compare import compare
 from server.bench.harness import Stats, discover, run_workloads
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         for name, workload in sorted(workloads.items()):
             print(f"{name:<28} {workload.description}")
         return 0
-    names = sorted(workloads)
+    names = list(workloads)
     if args.only:
         names = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = [name for name in names if name not in workloads]
@@ -64,10 +65,23 @@ def run(args: argparse.Namespace) -> int:
     if args.runs is not None and args.runs < 1:
         raise InputError(f"--runs must be at least 1, got {args.runs}")
     results = run_workloads([workloads[n] for n in names], quick=args.quick, runs=args.runs)
+    comparisons = compare({name: stats.as_dict() for name, stats in results.items()})
     if args.json:
-        payload = {"quick": args.quick, "workloads": {k: v.as_dict() for k, v in results.items()}}
+        payload = {
+            "quick": args.quick,
+            "workloads": {k: v.as_dict() for k, v in results.items()},
+            "comparisons": {k: c.as_dict() for k, c in comparisons.items()},
+        }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         for name, stats in results.items():
             print(_format(name, stats))
+        if comparisons and args.quick:
+            print("(quick sizes: the comparisons below are a smoke test, not the measurement)")
+        for name, comparison in comparisons.items():
+            verdict = "met" if comparison.met else "NOT met"
+            print(
+                f"{name:<28} {comparison.value:.3f} (target {comparison.target}: {verdict})  "
+                f"{comparison.description}"
+            )
     return 0
