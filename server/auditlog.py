@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from nacl.signing import SigningKey, VerifyKey
@@ -25,7 +24,7 @@ from protocol.audit import (
     sign_head,
     verify_chain,
 )
-from server.fsutil import Database
+from server.fsutil import Database, DatabaseOwner
 
 AUDIT_FORMAT = 1
 
@@ -65,30 +64,12 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(*row)
 
 
-class AuditLog:
+class AuditLog(DatabaseOwner):
     """Append and read a node's audit log; entries are signed with ``signing_key``."""
 
     def __init__(self, path: Path, signing_key: SigningKey) -> None:
         self._signing_key = signing_key
         self._db = Database(path, schema=SCHEMA, version=AUDIT_FORMAT)
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def append(self, kind: str, peer: str, details: Mapping[str, Any], now: float) -> Entry:
         """Sign and store the next entry; ``details`` must be plain JSON."""

@@ -26,7 +26,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from protocol.errors import InputError, LocalProtocolError, Status
 
@@ -191,3 +192,27 @@ class Database:
 
     def _storage_error(self, exc: sqlite3.Error) -> LocalProtocolError:
         return LocalProtocolError(f"{self.path.name}: {exc}", status=Status.UNAVAILABLE)
+
+
+class DatabaseOwner:
+    """Shared lifetime of the classes built on one :class:`Database`: close, ``with``."""
+
+    _db: Database
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

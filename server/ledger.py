@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import TracebackType
 
 from protocol.budget import Charge, Window, decide_charge
 from protocol.errors import BudgetExhausted, InputError, RemoteProtocolError, Status
-from server.fsutil import Database
+from server.fsutil import Database, DatabaseOwner
 
 LEDGER_FORMAT = 1
 SESSION_ID_MIN_BYTES = 16
@@ -59,29 +58,11 @@ def _check_limit(limit: float, what: str) -> None:
         raise InputError(f"{what} must be a finite number >= 0, got {limit}")
 
 
-class Ledger:
+class Ledger(DatabaseOwner):
     """The budget and session ledger of one node (``ledger.sqlite3``)."""
 
     def __init__(self, path: Path) -> None:
         self._db = Database(path, schema=SCHEMA, version=LEDGER_FORMAT)
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def charge_area(
         self,

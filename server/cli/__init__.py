@@ -23,6 +23,17 @@ STDIO = "-"
 """As INPUT, read standard input; as an output path, write standard output."""
 
 
+def add_radius_option(parser: argparse.ArgumentParser) -> None:
+    """``--radius-m``: the default radius or buffer for features that give none."""
+    parser.add_argument(
+        "--radius-m",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="radius or buffer in metres for features that give none (default 0)",
+    )
+
+
 def read_input(path: str) -> bytes:
     """The bytes of an input file (``-`` is stdin); a failure names the path."""
     if path == STDIO:

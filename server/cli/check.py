@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from server.cells_out import cells_to_geojson, sorted_cell_strs
-from server.cli import write_output
+from server.cli import add_radius_option, write_output
 from server.client import CheckReport, run_check
 from server.node import Node
 from server.positions import cover_features, read_shapes
@@ -35,13 +35,7 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("directory", metavar="DIR", help="the node directory")
     parser.add_argument("strike", metavar="STRIKE", help="GeoJSON or CSV strike zone")
     parser.add_argument("--peer", required=True, help="name of the pinned peer to check against")
-    parser.add_argument(
-        "--radius-m",
-        type=float,
-        default=0.0,
-        metavar="M",
-        help="radius or buffer in metres for features that give none (default 0)",
-    )
+    add_radius_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--geojson", metavar="OUT", help="write the strike cover and conflicting cells as GeoJSON"

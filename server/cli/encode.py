@@ -17,7 +17,7 @@ from protocol.errors import InputError
 from protocol.inputs import read_features
 from protocol.shapes import Feature, check_distance
 from server.cells_out import FORMATTERS, Encoding, FeatureCells
-from server.cli import STDIO, read_input, write_output
+from server.cli import STDIO, add_radius_option, read_input, write_output
 
 if TYPE_CHECKING:
     from server.cli import Subparsers
@@ -51,13 +51,7 @@ def register(subparsers: Subparsers) -> None:
         metavar="R",
         help=f"H3 resolution 0..15 (default {DEFAULT_RESOLUTION}, cells of about 0.1 km2)",
     )
-    parser.add_argument(
-        "--radius-m",
-        type=float,
-        default=0.0,
-        metavar="M",
-        help="radius or buffer in metres for features that give none (default 0)",
-    )
+    add_radius_option(parser)
     parser.add_argument(
         "--format",
         choices=sorted(FORMATTERS),

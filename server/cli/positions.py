@@ -7,6 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from server.cli import add_radius_option
 from server.epochs import EpochStore
 from server.node import Node
 from server.positions import read_cover
@@ -27,13 +28,7 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument("directory", metavar="DIR", help="the node directory")
     parser.add_argument("positions", metavar="POSITIONS", help="GeoJSON or CSV file")
-    parser.add_argument(
-        "--radius-m",
-        type=float,
-        default=0.0,
-        metavar="M",
-        help="radius or buffer in metres for features that give none (default 0)",
-    )
+    add_radius_option(parser)
     parser.set_defaults(func=run)
 
 
