@@ -22,10 +22,11 @@ from grpc_reflection.v1alpha import reflection
 
 from protocol.errors import InputError
 from server.auditlog import AuditLog
+from server.config import parse_address
 from server.ledger import Ledger
 from server.malformed import RejectMalformed
 from server.mutual_service import MutualServicer
-from server.node import Node, parse_address
+from server.node import Node
 from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
 from server.service import CheckServicer
 

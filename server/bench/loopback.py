@@ -21,9 +21,10 @@ from pathlib import Path
 
 import tomli_w
 
+from server.config import CONFIG_FILE
 from server.demo import free_loopback_port
 from server.epochs import EpochStore
-from server.node import CONFIG_FILE, Node, init_node
+from server.node import Node, init_node
 
 RESPONDER, PROPOSER = "coalition", "russia"
 START_TIMEOUT_SECONDS = 60.0

@@ -10,7 +10,8 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from server.node import DEFAULT_RES, DEFAULT_RES_MIN, init_node
+from server.config import DEFAULT_RES, DEFAULT_RES_MIN
+from server.node import init_node
 
 if TYPE_CHECKING:
     from server.cli import Subparsers

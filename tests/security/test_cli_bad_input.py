@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from server.cli.main import main
+from server.config import CONFIG_FILE
 from server.epochs import CURRENT_FILE, EPOCHS_DIR
 from server.node import (
     AUDIT_FILE,
-    CONFIG_FILE,
     LEDGER_FILE,
     OPRF_MASTER_FILE,
     PEERS_DIR,

@@ -28,9 +28,10 @@ import tomli_w
 from protocol.descriptor import SignedDescriptor
 from protocol.group import hash_to_group
 from server.app import RunningServer, start_server
+from server.config import CONFIG_FILE
 from server.demo import free_loopback_port
 from server.epochs import EpochStore
-from server.node import CONFIG_FILE, Node, init_node
+from server.node import Node, init_node
 from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
 
 if TYPE_CHECKING:

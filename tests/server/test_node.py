@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 
 from protocol.errors import InputError, LocalProtocolError, Status
 from server import tlscerts
-from server.node import Identity, Node, init_node, load_identity, parse_address
+from server.config import parse_address
+from server.node import Identity, Node, init_node, load_identity
 
 NOW = time.time()
 
