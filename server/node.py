@@ -1,4 +1,4 @@
-"""A node's directory: configuration, keys, certificate, pinned peers.
+"""A node's directory: keys, certificate, pinned peers (configuration: server.config).
 
 Layout (the directory itself is 0700)::
 
@@ -10,6 +10,11 @@ Layout (the directory itself is 0700)::
     peers/<name>.json  a pinned peer: its identity, certificate fingerprint, overrides
     ledger.sqlite3   budgets and session ids (server.ledger)
     audit.sqlite3    the signed audit log (server.auditlog)
+    epochs/          this node's epochs as a responder (server.epochs)
+    receipts/        receipts this node issued (server.service)
+    cache/           peers' snapshots this node downloaded (server.snapcache)
+    checks/          this node's checks: receipt and evidence bundle (server.client)
+    mutual/          receipts of mutual checks, signed by both sides (server.mutual_records)
 
 ``init_node`` builds the whole directory under a temporary name next to it and
 renames it into place, so an interrupted init leaves nothing half-made. Every
