@@ -34,74 +34,86 @@ def _number(results: Results, workload: str, key: str = "seconds") -> float | No
     return float(value) if isinstance(value, int | float) else None
 
 
+Measure = tuple[str, str]
+"""(workload, extra key) naming one measured number; the key ``seconds`` is the median."""
+ONE: Measure = ("", "")
+"""The denominator of a figure that is already a ratio."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """value = numerator / denominator; met when ``value`` is at least or at most ``bound``."""
+
+    name: str
+    description: str
+    numerator: Measure
+    denominator: Measure
+    at_least: bool
+    bound: float
+
+
+SPECS = (
+    Spec(
+        "snapshot_speedup",
+        "OpenMined setup time / hexpsi snapshot time, 1,000,000 items",
+        ("openmined_setup_1m", "seconds"),
+        ("snapshot_1m", "seconds"),
+        True,
+        2.5,
+    ),
+    Spec(
+        "snapshot_vs_primitive_limit",
+        "hexpsi snapshot time / (tokens x (hash-to-group + scalar mult) / cores)",
+        ("snapshot_1m", "vs_primitive_limit"),
+        ONE,
+        False,
+        1.4,
+    ),
+    Spec(
+        "check_online_ratio",
+        "hexpsi verified 1k check (gRPC, DLEQ proofs) / OpenMined 1k request (in process)",
+        ("check_1k_vs_1m", "seconds"),
+        ("openmined_online_1k_vs_1m", "seconds"),
+        False,
+        1.0,
+    ),
+    Spec(
+        "mutual_speedup",
+        "OpenMined cardinality time / hexpsi mutual time, 100,000 x 100,000",
+        ("openmined_cardinality_100k", "seconds"),
+        ("mutual_100k", "seconds"),
+        True,
+        2.5,
+    ),
+    Spec(
+        "snapshot_bytes_ratio",
+        "hexpsi bytes per value / OpenMined GCS bytes per item (fpr 1e-9, 1,000 queries)",
+        ("setcode_encode_1m", "bytes_per_value"),
+        ("openmined_setup_1m", "bytes_per_item"),
+        False,
+        1.05,
+    ),
+    Spec(
+        "snapshot_bytes_per_real_token_ratio",
+        "the same with hexpsi's size-bucket padding charged to the real tokens",
+        ("setcode_encode_1m", "bytes_per_real_token_padded"),
+        ("openmined_setup_1m", "bytes_per_item"),
+        False,
+        1.05,
+    ),
+)
+
+
 def compare(results: Results) -> dict[str, Comparison]:
     """The comparisons whose workloads were all measured in ``results``."""
     found: dict[str, Comparison] = {}
-
-    def add(name: str, description: str, value: float | None, target: str, met: bool) -> None:
-        if value is not None:
-            found[name] = Comparison(name, description, value, target, met)
-
-    snapshot = _number(results, "snapshot_1m")
-    setup = _number(results, "openmined_setup_1m")
-    if snapshot and setup:
-        speedup = setup / snapshot
-        add(
-            "snapshot_speedup",
-            "OpenMined setup time / hexpsi snapshot time, 1,000,000 items",
-            speedup,
-            ">= 2.5",
-            speedup >= 2.5,
-        )
-    limit = _number(results, "snapshot_1m", "vs_primitive_limit")
-    if limit is not None:
-        add(
-            "snapshot_vs_primitive_limit",
-            "hexpsi snapshot time / (tokens x (hash-to-group + scalar mult) / cores)",
-            limit,
-            "<= 1.4",
-            limit <= 1.4,
-        )
-    online = _number(results, "check_1k_vs_1m")
-    baseline = _number(results, "openmined_online_1k_vs_1m")
-    if online and baseline:
-        ratio = online / baseline
-        add(
-            "check_online_ratio",
-            "hexpsi verified 1k check (gRPC, DLEQ proofs) / OpenMined 1k request (in process)",
-            ratio,
-            "<= 1.0",
-            ratio <= 1.0,
-        )
-    mutual = _number(results, "mutual_100k")
-    cardinality = _number(results, "openmined_cardinality_100k")
-    if mutual and cardinality:
-        speedup = cardinality / mutual
-        add(
-            "mutual_speedup",
-            "OpenMined cardinality time / hexpsi mutual time, 100,000 x 100,000",
-            speedup,
-            ">= 2.5",
-            speedup >= 2.5,
-        )
-    ours = _number(results, "setcode_encode_1m", "bytes_per_value")
-    theirs = _number(results, "openmined_setup_1m", "bytes_per_item")
-    if ours and theirs:
-        ratio = ours / theirs
-        add(
-            "snapshot_bytes_ratio",
-            "hexpsi bytes per value / OpenMined GCS bytes per item (fpr 1e-9, 1,000 queries)",
-            ratio,
-            "<= 1.05",
-            ratio <= 1.05,
-        )
-        padded = _number(results, "setcode_encode_1m", "bytes_per_real_token_padded")
-        if padded:
-            add(
-                "snapshot_bytes_per_real_token_ratio",
-                "the same with hexpsi's size-bucket padding charged to the real tokens",
-                padded / theirs,
-                "<= 1.05",
-                padded / theirs <= 1.05,
-            )
+    for spec in SPECS:
+        top = _number(results, *spec.numerator)
+        bottom = 1.0 if spec.denominator == ONE else _number(results, *spec.denominator)
+        if not top or not bottom:
+            continue
+        value = top / bottom
+        target = f"{'>=' if spec.at_least else '<='} {spec.bound}"
+        met = value >= spec.bound if spec.at_least else value <= spec.bound
+        found[spec.name] = Comparison(spec.name, spec.description, value, target, met)
     return found

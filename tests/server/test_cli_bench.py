@@ -38,3 +38,20 @@ def test_list_names_every_workload(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--list"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert listed == set(discover())
+
+
+def test_comparisons_are_ratios_of_the_same_run_with_their_targets() -> None:
+    from server.bench.compare import compare
+
+    results = {
+        "snapshot_1m": {"seconds": 50.0, "vs_primitive_limit": 1.5},
+        "openmined_setup_1m": {"seconds": 150.0, "bytes_per_item": 5.0},
+        "mutual_100k": {"seconds": 20.0},
+        "setcode_encode_1m": {"bytes_per_value": 5.1},
+    }
+    found = {name: (round(c.value, 3), c.met) for name, c in compare(results).items()}
+    assert found == {
+        "snapshot_speedup": (3.0, True),
+        "snapshot_vs_primitive_limit": (1.5, False),
+        "snapshot_bytes_ratio": (1.02, True),
+    }
