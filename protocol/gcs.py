@@ -36,7 +36,9 @@ Responder: ``encode_blocks`` streams the blocks; feed each to a
 :class:`protocol.merkle.MerkleBuilder` and publish ``snapshot_digest(params,
 builder.root())``. Proposer: :class:`SnapshotReader` checks blocks as they
 arrive (resumable at ``next_index``), ``finish`` checks the digest, then
-``contains`` and ``open`` answer from the caller's block store. Anyone holding
+``contains`` answers from the sorted values kept while checking (binary search;
+block decoding only for λ > 64 or a reader restored without them) and ``open``
+from the caller's block store. Anyone holding
 only the digest and the parameters checks an opening with :func:`verify_opening`.
 """
 
@@ -46,6 +48,7 @@ import bisect
 import hmac
 import math
 import struct
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -70,6 +73,8 @@ _PARAMS_FORMAT = struct.Struct(">BBQI16s")
 OPENING_VERSION = 1
 _MAX_PATH = 32
 """Longest audit path: trees hold at most 2**32 leaves."""
+INDEX_MAX_BITS = 64
+"""Snapshots of λ ≤ 64 bits keep a sorted array of their values for lookups."""
 
 
 def optimal_golomb(count: int, bits: int) -> int:
@@ -389,10 +394,14 @@ def verify_opening(root: bytes, params: GcsParams, value: int, opening: Opening)
 class SnapshotReader:
     """A proposer's view of a snapshot: built while blocks arrive, queried once verified.
 
-    It keeps only the leaf hashes; the block bytes live wherever the caller stores
-    them and come back through ``get_block(i)``. Blocks read back are checked
-    against their leaf hash, so a damaged store raises VerificationError rather
-    than answering wrongly.
+    It keeps the leaf hashes and, for λ ≤ 64, a sorted array of the values it
+    decoded while checking the blocks (8 bytes a value), so a lookup is one
+    binary search instead of decoding a block in Python (about 0.1 ms a lookup,
+    which a 1,000-token check would pay 1,000 times). The block bytes live
+    wherever the caller stores them and come back through ``get_block(i)`` for
+    openings, and for lookups when there is no index; blocks read back are
+    checked against their leaf hash, so a damaged store raises VerificationError
+    rather than answering wrongly.
     """
 
     def __init__(self, params: GcsParams, get_block: Callable[[int], bytes]) -> None:
@@ -401,6 +410,7 @@ class SnapshotReader:
         self._builder = MerkleBuilder()
         self._leaves: list[bytes] = []
         self._values_seen = 0
+        self._index: array[int] | None = array("Q") if params.bits <= INDEX_MAX_BITS else None
         self._verified = False
         self._digest = b""
         self._tree: MerkleTree | None = None
@@ -437,7 +447,10 @@ class SnapshotReader:
         limit = self.params.block_value_limit()
         if len(block) > self.params.max_block_bytes(index, max_values=limit):
             raise RemoteProtocolError(f"snapshot block {index} is larger than its parameters allow")
-        self._values_seen += sum(1 for _ in _iter_values(block, self.params, index, limit))
+        values = list(_iter_values(block, self.params, index, limit))
+        self._values_seen += len(values)
+        if self._index is not None:
+            self._index.extend(values)
         self._leaves.append(self._builder.add_block(block))
 
     @classmethod
@@ -447,25 +460,39 @@ class SnapshotReader:
         get_block: Callable[[int], bytes],
         leaves: Sequence[bytes],
         expected_root: bytes,
+        index: array[int] | None = None,
     ) -> SnapshotReader:
         """A verified reader from the leaf hashes kept after an earlier full verification.
 
         The leaves must hash to the committed digest; every block read back is then
         checked against its leaf, so restoring costs one Merkle root instead of
         decoding every block again (the per-block checks of :meth:`add_block`
-        already held when these leaves were first accepted).
+        already held when these leaves were first accepted). ``index`` is the
+        :attr:`index` kept from that verification; the caller vouches that it is
+        intact (the snapshot cache stores a SHA-256 with it). Without it, lookups
+        decode blocks.
         """
         if len(leaves) != params.block_count or any(len(leaf) != DIGEST_SIZE for leaf in leaves):
             raise VerificationError("stored leaf hashes do not fit the snapshot's parameters")
+        if index is not None and (
+            params.bits > INDEX_MAX_BITS or index.typecode != "Q" or len(index) != params.count
+        ):
+            raise VerificationError("stored value index does not fit the snapshot's parameters")
         reader = cls(params, get_block)
         reader._tree = MerkleTree(list(leaves))
         if not hmac.compare_digest(snapshot_digest(params, reader._tree.root()), expected_root):
             raise VerificationError("stored leaf hashes do not match the committed digest")
         reader._leaves = list(leaves)
         reader._values_seen = params.count
+        reader._index = index
         reader._verified = True
         reader._digest = bytes(expected_root)
         return reader
+
+    @property
+    def index(self) -> array[int] | None:
+        """The verified snapshot's values in ascending order (u64), if it keeps them."""
+        return self._index if self._verified else None
 
     def add_chunk(self, first_index: int, blocks: Iterable[bytes]) -> None:
         """Add a streamed chunk: whole consecutive blocks starting at ``first_index``."""
@@ -496,8 +523,12 @@ class SnapshotReader:
         self._digest = digest
 
     def contains(self, value: int) -> bool:
-        """Membership, decoding only the one block whose range holds the value."""
+        """Membership: a binary search of the index, or else decoding the one block
+        whose range holds the value."""
         index = self._locate(value)
+        if self._index is not None:
+            position = bisect.bisect_left(self._index, value)
+            return position < len(self._index) and self._index[position] == value
         for member in _iter_values(self._load(index), self.params, index):
             if member >= value:
                 return member == value

@@ -7,7 +7,10 @@ Layout inside the node directory::
     cache/<peer>/<epoch>/blocks    downloaded blocks, back to back (appended as they arrive)
     cache/<peer>/<epoch>/offsets   u64 big-endian end offset of each stored block
     cache/<peer>/<epoch>/leaves    the blocks' Merkle leaf hashes, written once verified
-    cache/<peer>/<epoch>/complete  present once the whole snapshot matched its digest
+    cache/<peer>/<epoch>/index     the verified values in ascending order, u64 little-endian
+                                   (snapshots of λ ≤ 64 bits), written once verified
+    cache/<peer>/<epoch>/complete  present once the whole snapshot matched its digest; holds
+                                   the SHA-256 (hex) of ``index`` when there is one
 
 Every block is checked (decodes, continues the sorted order) before it is
 appended, and the whole set against the descriptor's digest before it is used;
@@ -15,16 +18,21 @@ a block read back later is checked against its Merkle leaf again. An
 interrupted download resumes at the first missing block. A complete snapshot
 is reopened from its leaf hashes (one Merkle root against the signed digest)
 instead of decoding every block again, so a check against a cached million-value
-snapshot starts at once. Older epochs of a peer are dropped once a newer one is
+snapshot starts at once; its value index comes back with it, so each lookup
+is a binary search (an index that fails its SHA-256 is ignored and lookups decode
+blocks instead). Older epochs of a peer are dropped once a newer one is
 complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import shutil
 import struct
+import sys
+from array import array
 from pathlib import Path
 
 from protocol.descriptor import SignedDescriptor
@@ -117,13 +125,34 @@ class CachedSnapshot:
                 ):
                     raise VerificationError(f"cached snapshot block {index} is damaged")
             self.reader = SnapshotReader.restore(
-                self.params, self._read_block, leaves, self.descriptor.descriptor.snapshot_root
+                self.params,
+                self._read_block,
+                leaves,
+                self.descriptor.descriptor.snapshot_root,
+                self._stored_index(),
             )
         except HexpsiError:
             self._offsets = [0]
             self.reader = SnapshotReader(self.params, self._read_block)
             return False
         return True
+
+    def _stored_index(self) -> array[int] | None:
+        """The value index kept at verification, if it is there and its SHA-256 matches."""
+        try:
+            raw = (self.directory / "index").read_bytes()
+            recorded = (self.directory / "complete").read_text().strip()
+        except FileNotFoundError:
+            return None
+        if len(raw) != 8 * self.params.count or not hmac.compare_digest(
+            hashlib.sha256(raw).hexdigest(), recorded
+        ):
+            return None
+        index = array("Q")
+        index.frombytes(raw)
+        if sys.byteorder == "big":
+            index.byteswap()
+        return index
 
     def discard(self) -> None:
         """Forget every stored block: the next download starts from block 0."""
@@ -132,7 +161,7 @@ class CachedSnapshot:
         self._reset()
 
     def _reset(self) -> None:
-        for name in ("blocks", "offsets", "leaves", "complete"):
+        for name in ("blocks", "offsets", "leaves", "index", "complete"):
             (self.directory / name).unlink(missing_ok=True)
         (self.directory / "blocks").touch()
         (self.directory / "offsets").touch()
@@ -157,7 +186,15 @@ class CachedSnapshot:
         """Check the whole snapshot against the signed digest and mark it complete."""
         self.reader.finish(self.descriptor.descriptor.snapshot_root)
         atomic_write(self.directory / "leaves", b"".join(self.reader.leaf_hashes))
-        atomic_write(self.directory / "complete", b"")
+        checksum = b""
+        if (index := self.reader.index) is not None:
+            if sys.byteorder == "big":
+                index = array("Q", index)
+                index.byteswap()
+            raw = index.tobytes()
+            atomic_write(self.directory / "index", raw)
+            checksum = hashlib.sha256(raw).hexdigest().encode()
+        atomic_write(self.directory / "complete", checksum)
 
 
 class SnapshotCache:

@@ -486,9 +486,69 @@ def test_reader_refuses_a_damaged_block_store(
     victim = params.block_of(values[300])
     store[victim] = blocks[victim + 1]
     with pytest.raises(VerificationError):
-        reader.contains(values[300])
+        reader.open(values[300])
+    # Lookups answer from the values verified on arrival, so the swap cannot mislead them.
+    assert reader.contains(values[300])
     with pytest.raises(InputError):
         reader.contains(1 << 24)
+    unindexed = SnapshotReader.restore(params, store.__getitem__, reader.leaf_hashes, root)
+    with pytest.raises(VerificationError):
+        unindexed.contains(values[300])
+
+
+def test_the_value_index_answers_exactly_like_decoding_blocks() -> None:
+    values = random_values(5000, 44, seed=21)
+    params = GcsParams.choose(count=len(values), bits=44)
+    blocks, root = build(values, params)
+    indexed = read(blocks, params, root)
+    assert indexed.index is not None
+    assert list(indexed.index) == values
+    unindexed = SnapshotReader.restore(params, blocks.__getitem__, indexed.leaf_hashes, root)
+    assert unindexed.index is None
+    rng = random.Random(22)
+    probes = (
+        values[::13] + [v + 1 for v in values[::17]] + [rng.getrandbits(44) for _ in range(500)]
+    )
+    probes += [0, (1 << 44) - 1, values[0], values[-1]]
+    assert [indexed.contains(v) for v in probes] == [unindexed.contains(v) for v in probes]
+    assert [indexed.contains(v) for v in probes] == [v in set(values) for v in probes]
+    again = SnapshotReader.restore(
+        params, blocks.__getitem__, indexed.leaf_hashes, root, indexed.index
+    )
+    assert [again.contains(v) for v in probes] == [indexed.contains(v) for v in probes]
+
+
+def test_restoring_refuses_an_index_that_does_not_fit() -> None:
+    values = random_values(1000, 40, seed=23)
+    params = GcsParams.choose(count=len(values), bits=40)
+    blocks, root = build(values, params)
+    reader = read(blocks, params, root)
+    assert reader.index is not None
+    short = reader.index[:-1]
+    with pytest.raises(VerificationError, match="value index"):
+        SnapshotReader.restore(params, blocks.__getitem__, reader.leaf_hashes, root, short)
+
+
+def test_values_wider_than_64_bits_are_looked_up_in_their_blocks() -> None:
+    values = random_values(600, 80, seed=24)
+    params = GcsParams.choose(count=len(values), bits=80)
+    blocks, root = build(values, params)
+    reader = read(blocks, params, root)
+    assert reader.index is None
+    assert all(reader.contains(v) for v in values[::7])
+    assert not reader.contains(values[3] + 1)
+
+
+def test_an_unverified_reader_offers_no_index() -> None:
+    values = random_values(500, 40, seed=25)
+    params = GcsParams.choose(count=len(values), bits=40)
+    blocks, _ = build(values, params)
+    reader = SnapshotReader(params, blocks.__getitem__)
+    reader.add_chunk(0, blocks)
+    assert reader.index is None
+    with pytest.raises(VerificationError):
+        reader.finish(bytes(32))
+    assert reader.index is None
 
 
 def test_empty_snapshot() -> None:

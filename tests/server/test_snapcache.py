@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from protocol.errors import RemoteProtocolError, VerificationError
+from protocol.gcs import decode_block
+from protocol.snapshot import snapshot_params
 from server.epochs import EpochStore, ServedEpoch
 from server.snapcache import CachedSnapshot, SnapshotCache
 from tests.server.conftest import PROTECTED, RESPONDER, make_nodes
@@ -112,7 +114,49 @@ def test_a_block_damaged_after_verification_is_caught_when_read(
     data[0] ^= 0x80
     (directory / "blocks").write_bytes(bytes(data))
     with pytest.raises(VerificationError, match="block 0 no longer matches"):
-        cached.reader.contains(0)
+        cached.reader.open(0)
+    # Reopened, the damage is found before any check relies on the cache.
+    assert not CachedSnapshot(directory, epoch.descriptor).complete
+
+
+def stored_values(epoch: ServedEpoch) -> list[int]:
+    params = snapshot_params(epoch.descriptor.descriptor)
+    return [v for i, block in enumerate(blocks_of(epoch)) for v in decode_block(block, params, i)]
+
+
+def test_the_value_index_is_kept_with_its_checksum_and_reopened(
+    tmp_path: Path, epoch: ServedEpoch
+) -> None:
+    directory = tmp_path / "epoch"
+    cached = CachedSnapshot(directory, epoch.descriptor)
+    cached.append(0, blocks_of(epoch))
+    cached.finish()
+    values = stored_values(epoch)
+    assert (directory / "index").stat().st_size == 8 * len(values)
+    again = CachedSnapshot(directory, epoch.descriptor)
+    assert again.reader.index is not None
+    assert list(again.reader.index) == values
+    assert all(again.reader.contains(v) for v in values)
+    members = set(values)
+    absent = next(v for v in range(values[0], values[0] + 100) if v not in members)
+    assert not again.reader.contains(absent)
+
+
+def test_a_damaged_index_is_ignored_and_lookups_decode_blocks(
+    tmp_path: Path, epoch: ServedEpoch
+) -> None:
+    directory = tmp_path / "epoch"
+    cached = CachedSnapshot(directory, epoch.descriptor)
+    cached.append(0, blocks_of(epoch))
+    cached.finish()
+    values = stored_values(epoch)
+    raw = bytearray((directory / "index").read_bytes())
+    raw[0:8] = (values[0] + 1).to_bytes(8, "little")  # drops values[0], still sorted
+    (directory / "index").write_bytes(bytes(raw))
+    reopened = CachedSnapshot(directory, epoch.descriptor)
+    assert reopened.complete
+    assert reopened.reader.index is None
+    assert reopened.reader.contains(values[0])
 
 
 def test_discard_forgets_every_block(tmp_path: Path, epoch: ServedEpoch) -> None:
