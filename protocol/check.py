@@ -32,7 +32,7 @@ from protocol.errors import (
     VerificationError,
 )
 from protocol.gcs import Opening
-from protocol.group import Mapper, hash_to_group, validate_element
+from protocol.group import Mapper, hash_to_group, validate_elements
 from protocol.messages import (
     SESSION_ID_SIZE,
     ElementGroup,
@@ -269,8 +269,7 @@ def verify_response(
     for sent, got in zip(query.groups, response.groups, strict=True):
         if len(sent.elements) != len(got.elements):
             raise VerificationError("response group sizes do not match the query")
-        for element in got.elements:
-            validate_element(element)
+        # verify_proof validates every evaluated element as it multiplies it.
         verify_proof(
             d.public_keys[got.resolution],
             sent.elements,
@@ -377,8 +376,7 @@ class ResponderCheck:
                     f"covers at most {MAX_BATCH}"
                 )
         for group in query.groups:
-            for element in group.elements:
-                validate_element(element)
+            validate_elements(group.elements, mapper=self.mapper)
         sizes = query.group_sizes()
         return Assessment(area_km2=query_area_km2(sizes, d.res), group_sizes=sizes)
 

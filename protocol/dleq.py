@@ -55,10 +55,16 @@ def compute_composites(
     *,
     mapper: group.Mapper = map,
 ) -> tuple[bytes, bytes]:
-    """Verifier's (M, Z): both composites computed from the elements."""
+    """Verifier's (M, Z): both composites computed from the elements.
+
+    The evaluated elements come from the prover: each must be a valid,
+    non-identity element, checked as it is multiplied.
+    """
     weights = _composite_weights(public, blinded, evaluated, context)
     m = group.linear_combination(weights, blinded, "blinded element", mapper=mapper)
-    z = group.linear_combination(weights, evaluated, "evaluated element", mapper=mapper)
+    z = group.linear_combination(
+        weights, evaluated, "evaluated element", mapper=mapper, peer_elements=True
+    )
     return m, z
 
 
@@ -158,13 +164,13 @@ def verify_proof(
     """
     group.validate_element(public, "public key")
     _check_batch_shape(blinded, evaluated)
-    group.validate_elements(evaluated, "evaluated element")
+    # Composites first: they validate every evaluated element, whose error names it.
+    m, z = compute_composites(public, blinded, evaluated, context, mapper=mapper)
     if not isinstance(proof, bytes) or len(proof) != PROOF_SIZE:
         raise VerificationError("proof does not verify")
     c, s = proof[: group.SCALAR_SIZE], proof[group.SCALAR_SIZE :]
     if not (group.is_canonical_scalar(c) and group.is_canonical_scalar(s)):
         raise VerificationError("proof does not verify")
-    m, z = compute_composites(public, blinded, evaluated, context, mapper=mapper)
     t2 = group.linear_combination([s, c], [group.GENERATOR, public])
     t3 = group.linear_combination([s, c], [m, z])
     if not hmac.compare_digest(_challenge((public, m, z, t2, t3), context), c):

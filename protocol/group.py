@@ -133,9 +133,17 @@ def validate_element(data: bytes, what: str = "group element") -> bytes:
     return data
 
 
-def validate_elements(items: Iterable[bytes], what: str = "group element") -> list[bytes]:
+def validate_elements(
+    items: Iterable[bytes], what: str = "group element", *, mapper: Mapper = map
+) -> list[bytes]:
     """Validate every element; the error names the first bad one by index."""
-    return [validate_element(item, f"{what} {index}") for index, item in enumerate(items)]
+
+    def work(chunk: Sequence[bytes], offset: int) -> list[bytes]:
+        return [
+            validate_element(item, f"{what} {index}") for index, item in enumerate(chunk, offset)
+        ]
+
+    return in_chunks(work, items if isinstance(items, Sequence) else list(items), mapper)
 
 
 def validate_scalar(data: bytes, what: str = "scalar") -> bytes:
@@ -443,13 +451,17 @@ def linear_combination(
     what: str = "group element",
     *,
     mapper: Mapper = map,
+    peer_elements: bool = False,
 ) -> bytes:
     """sum(scalars[i] * elements[i]); zero scalars, identity elements and results allowed.
 
     This is the total operation the batched DLEQ proof needs (its composites and
     commitments may, with negligible probability or by a peer's choice, involve
     the identity). Terms with a zero scalar or an identity element are skipped,
-    so libsodium refusing a product means the element itself is invalid.
+    so libsodium refusing a product means the element itself is invalid. With
+    ``peer_elements`` every element must pass :func:`validate_element` (the
+    identity is refused too); the multiplication decodes each element anyway,
+    so this costs nothing over the plain sum and spares a separate pass.
     Multiples of the generator use libsodium's faster fixed-base routine. With a
     parallel ``mapper`` each chunk sums its own terms and the partial sums are
     added at the end.
@@ -464,6 +476,8 @@ def linear_combination(
         for index, (scalar, element) in enumerate(chunk, offset):
             require_scalar(scalar, f"scalar {index}", allow_zero=True)
             _require_encoding(element, f"{what} {index}")
+            if peer_elements and (element == IDENTITY or is_zero_scalar(scalar)):
+                validate_element(element, f"{what} {index}")
             if is_zero_scalar(scalar) or element == IDENTITY:
                 continue
             rc = _mult_base(out, scalar) if element == GENERATOR else _mult(out, scalar, element)

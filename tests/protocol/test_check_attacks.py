@@ -346,7 +346,7 @@ def forbid_group_operations(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Non
     def forbid() -> None:
         for name in ("_is_valid_point", "_mult", "_mult_base", "_from_hash", "_point_add"):
             monkeypatch.setattr(protocol.group, name, _forbidden)
-        for name in ("validate_element", "blind_evaluate", "generate_proof", "hash_to_group"):
+        for name in ("validate_elements", "blind_evaluate", "generate_proof", "hash_to_group"):
             monkeypatch.setattr(protocol.check, name, _forbidden)
 
     return forbid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -204,6 +205,31 @@ def test_verify_names_a_malformed_evaluation(key: KeyPair, session: Session) -> 
         oprf.verify_proof(key.public, blinded, evaluated[:-1], proof, Mode.VOPRF)
     with pytest.raises(RemoteProtocolError, match="public key is the identity"):
         oprf.verify_proof(group.IDENTITY, blinded, evaluated, proof, Mode.VOPRF)
+    top_bit = [*evaluated[:3], evaluated[3][:-1] + bytes([evaluated[3][-1] | 0x80]), *evaluated[4:]]
+    with pytest.raises(RemoteProtocolError, match="evaluated element 3 is not a canonical"):
+        oprf.verify_proof(key.public, blinded, top_bit, proof, Mode.VOPRF)
+    with pytest.raises(RemoteProtocolError, match="evaluated element 1 must be 32 bytes"):
+        oprf.verify_proof(
+            key.public, blinded, [evaluated[0], b"\x01" * 31, *evaluated[2:]], proof, Mode.VOPRF
+        )
+    # A bad element is named even when the proof itself is malformed.
+    with pytest.raises(RemoteProtocolError, match="evaluated element 5 is the identity"):
+        oprf.verify_proof(key.public, blinded, bad, b"short", Mode.VOPRF)
+
+
+def test_parallel_verification_names_the_bad_element_by_its_batch_index(key: KeyPair) -> None:
+    inputs = [bytes([i % 256, i // 256]) for i in range(300)]
+    _, blinded = oprf.blind(inputs, Mode.VOPRF, stream(b"parallel"))
+    evaluated = oprf.blind_evaluate(key, blinded)
+    proof = oprf.generate_proof(key, blinded, evaluated, Mode.VOPRF, stream(b"proof"))
+    with ThreadPoolExecutor(2) as pool:
+        oprf.verify_proof(key.public, blinded, evaluated, proof, Mode.VOPRF, mapper=pool.map)
+        bad = [*evaluated[:257], group.IDENTITY, *evaluated[258:]]
+        with pytest.raises(RemoteProtocolError, match="evaluated element 257 is the identity"):
+            oprf.verify_proof(key.public, blinded, bad, proof, Mode.VOPRF, mapper=pool.map)
+        wrong = [*evaluated[:299], evaluated[0]]
+        with pytest.raises(VerificationError):
+            oprf.verify_proof(key.public, blinded, wrong, proof, Mode.VOPRF, mapper=pool.map)
 
 
 def test_finalize_rejects_bad_evaluations(session: Session) -> None:

@@ -145,11 +145,11 @@ async def test_a_peer_out_of_budget_costs_no_element_decoding(
     decoded: list[bytes] = []
     honest = protocol.group.validate_element
 
-    def counting(element: bytes) -> bytes:
+    def counting(element: bytes, what: str = "group element") -> bytes:
         decoded.append(element)
-        return honest(element)
+        return honest(element, what)
 
-    monkeypatch.setattr(protocol.check, "validate_element", counting)
+    monkeypatch.setattr(protocol.group, "validate_element", counting)
     pair = make_pair(tmp_path, budget_km2=1.5 * ONE_GROUP_KM2, window_hours=WINDOW_HOURS)
     async with serving(pair.responder), tls_channel(pair.responder, pair.proposer) as channel:
         stub = check_stub(channel)
