@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from protocol import group
 from protocol.errors import InputError, RemoteProtocolError, VerificationError
@@ -30,21 +30,28 @@ def _with_length(data: bytes) -> bytes:
 
 def _composite_weights(
     public: bytes, blinded: Sequence[bytes], evaluated: Sequence[bytes], context: bytes
-) -> list[bytes]:
-    """The d_i of ComputeComposites: one scalar per (C[i], D[i]) bound to the whole batch."""
+) -> Callable[[int, int], list[bytes]]:
+    """The d_i of ComputeComposites, one scalar per (C[i], D[i]) bound to the whole
+    batch: ``weights(start, end)`` derives d_start .. d_end-1 (the parallel passes
+    call it per chunk, so the hashing overlaps other chunks' multiplications)."""
     seed_transcript = _with_length(public) + _with_length(b"Seed-" + context)
     prefix = _with_length(hashlib.sha512(seed_transcript).digest())
-    transcripts = (
-        prefix
-        + index.to_bytes(2, "big")
-        + _ELEMENT_LENGTH
-        + c_i
-        + _ELEMENT_LENGTH
-        + d_i
-        + b"Composite"
-        for index, (c_i, d_i) in enumerate(zip(blinded, evaluated, strict=True))
-    )
-    return group.hash_to_scalar_many(transcripts, b"HashToScalar-" + context)
+    dst = b"HashToScalar-" + context
+
+    def weights(start: int, end: int) -> list[bytes]:
+        transcripts = (
+            prefix
+            + index.to_bytes(2, "big")
+            + _ELEMENT_LENGTH
+            + blinded[index]
+            + _ELEMENT_LENGTH
+            + evaluated[index]
+            + b"Composite"
+            for index in range(start, end)
+        )
+        return group.hash_to_scalar_many(transcripts, dst)
+
+    return weights
 
 
 def compute_composites(
@@ -55,15 +62,18 @@ def compute_composites(
     *,
     mapper: group.Mapper = map,
 ) -> tuple[bytes, bytes]:
-    """Verifier's (M, Z): both composites computed from the elements.
+    """Verifier's (M, Z): both composites computed from the elements, in one pass.
 
     The evaluated elements come from the prover: each must be a valid,
     non-identity element, checked as it is multiplied.
     """
-    weights = _composite_weights(public, blinded, evaluated, context)
-    m = group.linear_combination(weights, blinded, "blinded element", mapper=mapper)
-    z = group.linear_combination(
-        weights, evaluated, "evaluated element", mapper=mapper, peer_elements=True
+    m, z = group.weighted_sums(
+        _composite_weights(public, blinded, evaluated, context),
+        [
+            group.Column(blinded, "blinded element"),
+            group.Column(evaluated, "evaluated element", peer_elements=True),
+        ],
+        mapper=mapper,
     )
     return m, z
 
@@ -78,8 +88,11 @@ def compute_composites_fast(
     mapper: group.Mapper = map,
 ) -> tuple[bytes, bytes]:
     """Prover's (M, Z): M from the blinded elements, then Z = k * M."""
-    weights = _composite_weights(public, blinded, evaluated, context)
-    m = group.linear_combination(weights, blinded, "blinded element", mapper=mapper)
+    (m,) = group.weighted_sums(
+        _composite_weights(public, blinded, evaluated, context),
+        [group.Column(blinded, "blinded element")],
+        mapper=mapper,
+    )
     return m, group.linear_combination([secret], [m])
 
 

@@ -33,6 +33,7 @@ import hmac
 import importlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import rbcl
@@ -468,30 +469,81 @@ def linear_combination(
     """
     if len(scalars) != len(elements):
         raise InputError(f"{len(scalars)} scalars for {len(elements)} elements")
-    pairs = list(zip(scalars, elements, strict=True))
+    column = Column(elements, what, peer_elements)
+    return weighted_sums(lambda start, end: scalars[start:end], [column], mapper=mapper)[0]
 
-    def work(chunk: Sequence[tuple[bytes, bytes]], offset: int) -> list[bytes]:
-        out = _Buffer()
-        total: bytes | None = None
-        for index, (scalar, element) in enumerate(chunk, offset):
-            require_scalar(scalar, f"scalar {index}", allow_zero=True)
-            _require_encoding(element, f"{what} {index}")
-            if peer_elements and (element == IDENTITY or is_zero_scalar(scalar)):
-                validate_element(element, f"{what} {index}")
-            if is_zero_scalar(scalar) or element == IDENTITY:
-                continue
-            rc = _mult_base(out, scalar) if element == GENERATOR else _mult(out, scalar, element)
-            if rc != 0:
-                raise _rejected(element, f"{what} {index}")
-            if total is None:
-                total = out.raw
-            else:
-                _point_add(out, total, out.raw)
-                total = out.raw
-        return [] if total is None else [total]
 
-    partial_sums = in_chunks(work, pairs, mapper)
-    total = IDENTITY
-    for part in partial_sums:
-        total = part if total == IDENTITY else element_add(total, part)
+@dataclass(frozen=True)
+class Column:
+    """Elements to be summed under shared weights, how errors name them, and whether
+    they came from a peer (see :func:`linear_combination`)."""
+
+    elements: Sequence[bytes]
+    what: str = "group element"
+    peer_elements: bool = False
+
+
+def weighted_sums(
+    weights: Callable[[int, int], Sequence[bytes]],
+    columns: Sequence[Column],
+    *,
+    mapper: Mapper = map,
+) -> list[bytes]:
+    """``sum(w[i] * column.elements[i])`` for each column, all under the same weights.
+
+    ``weights(start, end)`` returns ``w[start:end]``; it runs inside each chunk's
+    job, so weights that are expensive to derive (the DLEQ proof hashes one per
+    element) are computed in parallel with other chunks' multiplications, and
+    all columns share one pass over the mapper.
+    """
+    count = len(columns[0].elements)
+    if any(len(column.elements) != count for column in columns):
+        raise InputError("every column must hold as many elements as the first")
+
+    def work(indices: Sequence[int], offset: int) -> list[list[bytes | None]]:
+        chunk_weights = weights(offset, offset + len(indices))
+        if len(chunk_weights) != len(indices):
+            raise InputError(f"{len(chunk_weights)} scalars for {len(indices)} elements")
+        return [
+            [
+                _chunk_sum(
+                    chunk_weights, column.elements[offset : offset + len(indices)], column, offset
+                )
+                for column in columns
+            ]
+        ]
+
+    partial_sums = in_chunks(work, range(count), mapper)
+    totals = []
+    for index in range(len(columns)):
+        total = IDENTITY
+        for part in partial_sums:
+            partial = part[index]
+            if partial is not None:
+                total = partial if total == IDENTITY else element_add(total, partial)
+        totals.append(total)
+    return totals
+
+
+def _chunk_sum(
+    scalars: Sequence[bytes], elements: Sequence[bytes], column: Column, offset: int
+) -> bytes | None:
+    """One chunk's share of a weighted sum; None when every term was skipped."""
+    out = _Buffer()
+    total: bytes | None = None
+    for index, (scalar, element) in enumerate(zip(scalars, elements, strict=True), offset):
+        require_scalar(scalar, f"scalar {index}", allow_zero=True)
+        _require_encoding(element, f"{column.what} {index}")
+        if column.peer_elements and (element == IDENTITY or is_zero_scalar(scalar)):
+            validate_element(element, f"{column.what} {index}")
+        if is_zero_scalar(scalar) or element == IDENTITY:
+            continue
+        rc = _mult_base(out, scalar) if element == GENERATOR else _mult(out, scalar, element)
+        if rc != 0:
+            raise _rejected(element, f"{column.what} {index}")
+        if total is None:
+            total = out.raw
+        else:
+            _point_add(out, total, out.raw)
+            total = out.raw
     return total

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,55 @@ def test_linear_combination_handles_identity_and_zero() -> None:
     assert group.linear_combination([scalar(4)], [group.GENERATOR]) == MULTIPLES[4]
     with pytest.raises(InputError):
         group.linear_combination([scalar(1)], [])
+
+
+def test_weighted_sums_share_weights_across_columns_and_chunks() -> None:
+    """Three hundred terms span three parallel chunks; each column sums like its own
+    linear combination, and the weights are asked for chunk by chunk."""
+    count = 300
+    weights = [scalar(3 * i + 1) for i in range(count)]
+    left = [MULTIPLES[1 + i % 15] for i in range(count)]
+    right = [MULTIPLES[15 - i % 15] for i in range(count)]
+    asked: list[tuple[int, int]] = []
+
+    def weights_for(start: int, end: int) -> list[bytes]:
+        asked.append((start, end))
+        return weights[start:end]
+
+    columns = [group.Column(left), group.Column(right, "peer element", peer_elements=True)]
+    with ThreadPoolExecutor(2) as pool:
+        sums = group.weighted_sums(weights_for, columns, mapper=pool.map)
+    assert sums == [
+        group.linear_combination(weights, left),
+        group.linear_combination(weights, right),
+    ]
+    assert sorted(asked) == [(0, 128), (128, 256), (256, 300)]
+    # Coefficients of G: sum over i of (3i + 1) * (1 + i % 15), checked against integers.
+    expected = sum((3 * i + 1) * (1 + i % 15) for i in range(count)) % L
+    assert sums[0] == group.scalar_mult_base(scalar(expected))
+
+
+def test_weighted_sums_name_a_bad_peer_element_by_its_place_in_the_batch() -> None:
+    count = 300
+    weights = [scalar(i + 1) for i in range(count)]
+    elements = [MULTIPLES[2]] * count
+    with ThreadPoolExecutor(2) as pool:
+        for bad, message in (
+            (group.IDENTITY, "is the identity"),
+            (INVALID[0], "is not a canonical"),
+        ):
+            column = group.Column([*elements[:200], bad, *elements[201:]], "peer element", True)
+            with pytest.raises(RemoteProtocolError, match=f"peer element 200 {message}"):
+                group.weighted_sums(lambda a, b: weights[a:b], [column], mapper=pool.map)
+    # Without peer_elements the identity is an allowed term that adds nothing.
+    column = group.Column([*elements[:200], group.IDENTITY, *elements[201:]])
+    assert group.weighted_sums(lambda a, b: weights[a:b], [column]) == [
+        group.scalar_mult_base(scalar(2 * (sum(range(1, count + 1)) - 201)))
+    ]
+    with pytest.raises(InputError, match="as many elements"):
+        group.weighted_sums(lambda a, b: weights[a:b], [group.Column(elements), group.Column([])])
+    with pytest.raises(InputError, match="scalars for"):
+        group.weighted_sums(lambda a, b: weights[:1], [group.Column(elements[:5])])
 
 
 def test_pairs_and_many_agree_with_single_mult() -> None:
