@@ -211,15 +211,38 @@ def encode_blocks(sorted_values: Iterable[int], params: GcsParams) -> Iterator[b
     must equal ``params.count``; both are caller errors (InputError), raised at
     the offending value or, for a wrong count, when the last block is due.
     """
-    limit, bits, blocks = 1 << params.bits, params.bits, params.block_count
-    current, boundary = 0, params.block_range(0)[1]
+    return encode_block_range(sorted_values, params, 0, params.block_count, count=params.count)
+
+
+def encode_block_range(
+    sorted_values: Iterable[int],
+    params: GcsParams,
+    first: int,
+    end: int,
+    *,
+    count: int | None = None,
+) -> Iterator[bytes]:
+    """Blocks ``first .. end - 1`` from exactly the values whose blocks lie in that range.
+
+    Blocks stand alone, so ranges encoded separately (in parallel, say) and put
+    back in order are byte for byte what :func:`encode_blocks` gives for the
+    whole set. The values must be strictly increasing and inside the range;
+    ``count``, when given, is the number of values the range must hold.
+    """
+    if not 0 <= first < end <= params.block_count:
+        raise InputError(f"block range {first}..{end} is outside 0..{params.block_count}")
+    bits, blocks = params.bits, params.block_count
+    low, limit = params.block_range(first)[0], params.block_range(end - 1)[1]
+    current, boundary = first, params.block_range(first)[1]
     block: list[int] = []
     seen = 0
-    previous = -1
+    previous = low - 1
     for value in sorted_values:
         if value >= boundary:
             if value >= limit:
-                raise InputError(f"value {value} does not fit in {bits} bits")
+                if end == blocks:
+                    raise InputError(f"value {value} does not fit in {bits} bits")
+                raise InputError(f"value {value} lies past block {end - 1}")
             index = (value * blocks) >> bits
             while current < index:
                 seen += len(block)
@@ -228,13 +251,15 @@ def encode_blocks(sorted_values: Iterable[int], params: GcsParams) -> Iterator[b
                 current += 1
             boundary = params.block_range(current)[1]
         elif value <= previous:
+            if previous < low:
+                raise InputError(f"value {value} lies before block {first}")
             raise InputError("values must be strictly increasing (no duplicates)")
         block.append(value)
         previous = value
-    while current < blocks:
+    while current < end:
         seen += len(block)
-        if current == blocks - 1 and seen != params.count:
-            raise InputError(f"got {seen} values, the parameters announce {params.count}")
+        if current == end - 1 and count is not None and seen != count:
+            raise InputError(f"got {seen} values, the parameters announce {count}")
         yield _encode_block(block, params, current)
         block = []
         current += 1

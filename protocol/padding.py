@@ -114,12 +114,16 @@ def pad_values(
         raise InputError(f"{len(present)} distinct values do not fit a padded size of {size}")
     if size > limit:
         raise InputError(f"a padded size of {size} exceeds the {limit} distinct {bits}-bit values")
-    width = (bits + 7) // 8
     while len(present) < size:
-        missing = size - len(present)
-        pool = rng(missing * width)
-        if len(pool) != missing * width:
-            raise InputError(f"the random source returned {len(pool)} bytes, not {missing * width}")
-        for start in range(0, len(pool), width):
-            present.add(int.from_bytes(pool[start : start + width], "big") & (limit - 1))
+        present.update(random_values(size - len(present), bits=bits, rng=rng))
     return sorted(present)
+
+
+def random_values(count: int, *, bits: int, rng: Callable[[int], bytes]) -> list[int]:
+    """``count`` uniform λ-bit values from ``rng`` (not necessarily distinct)."""
+    width = (bits + 7) // 8
+    pool = rng(count * width)
+    if len(pool) != count * width:
+        raise InputError(f"the random source returned {len(pool)} bytes, not {count * width}")
+    mask = (1 << bits) - 1
+    return [int.from_bytes(pool[i : i + width], "big") & mask for i in range(0, len(pool), width)]

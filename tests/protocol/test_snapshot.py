@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import pickle
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import h3.api.basic_int as h3
 import pytest
 
+import protocol.snapshot
 from protocol.descriptor import SignedDescriptor
 from protocol.errors import VerificationError
 from protocol.gcs import GcsParams, SnapshotReader, decode_block
@@ -114,21 +116,83 @@ def test_same_inputs_give_the_same_snapshot() -> None:
 
 
 def test_evaluation_runs_through_the_mapper_in_order() -> None:
-    calls: list[int] = []
+    calls: list[tuple[str, Any]] = []
 
     def recording_map(function: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterable[Any]:
         for job in jobs:
-            calls.append(len(job[1]))
+            calls.append((function.__name__, job))
             yield function(job)
 
     expected, expected_blocks = build(PROTECTED)
     built, blocks = build(PROTECTED, mapper=recording_map)
-    assert sum(calls) == expected.real_count
-    assert len(calls) == RES - RES_MIN + 1
+    evaluations = [job for name, job in calls if name == "evaluate_into_parts"]
+    encodings = [job for name, job in calls if name == "encode_part"]
+    assert sum(len(job[1]) for job in evaluations) == expected.real_count
+    assert len(evaluations) == RES - RES_MIN + 1
+    assert [(first, end) for _, first, end, _ in encodings] == [(0, built.params.block_count)]
+    assert len(calls) == len(evaluations) + len(encodings)
     with ThreadPoolExecutor(max_workers=2) as pool:
         threaded, threaded_blocks = build(PROTECTED, mapper=pool.map)
     assert built == expected == threaded
     assert blocks == expected_blocks == threaded_blocks
+
+
+def expected_values(cells: Iterable[int], bits: int) -> set[int]:
+    tokens = responder_tokens(cells, res=RES, res_min=RES_MIN)
+    return {
+        truncate_output(output, bits)
+        for r, group in tokens.items()
+        for output in evaluate(KEYS[r], [token_bytes(c) for c in sorted(group)], Mode.VOPRF)
+    }
+
+
+WIDE = set(h3.grid_disk(CENTRE, 20))
+"""1,261 res-8 cells and their ancestors: 1,536 padded values, so small parts split it."""
+
+
+def test_a_snapshot_encoded_in_parts_is_the_one_encoded_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    whole, whole_blocks = build(WIDE)
+    assert whole.params.count == 1536
+    monkeypatch.setattr(protocol.snapshot, "ENCODING_PART_VALUES", 300)
+    calls: list[str] = []
+
+    def recording_map(function: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterable[Any]:
+        for job in jobs:
+            calls.append(function.__name__)
+            yield function(job)
+
+    parted, parted_blocks = build(WIDE, mapper=recording_map)
+    assert calls.count("encode_part") == 6  # ceil(1536 / 300)
+    assert parted == whole
+    assert parted_blocks == whole_blocks
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pooled, pooled_blocks = build(WIDE, mapper=pool.map)
+    assert (pooled, pooled_blocks) == (whole, whole_blocks)
+
+
+def test_a_repeated_value_falls_back_to_careful_padding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Padding that repeats a real value, or itself, must not shrink the published set."""
+    reference, _ = build(WIDE)
+    real = sorted(expected_values(WIDE, reference.params.bits))
+    monkeypatch.setattr(protocol.snapshot, "ENCODING_PART_VALUES", 300)
+    honest = protocol.snapshot.random_values
+
+    def colliding(count: int, *, bits: int, rng: Callable[[int], bytes]) -> list[int]:
+        drawn = honest(count, bits=bits, rng=rng)
+        return [real[0], drawn[1], drawn[1], *drawn[3:]]
+
+    monkeypatch.setattr(protocol.snapshot, "random_values", colliding)
+    built, blocks = build(WIDE)
+    values = values_of(blocks, built.params)
+    assert built.params == reference.params
+    assert len(values) == built.params.count
+    assert values == sorted(set(values))
+    assert set(real) <= set(values)
+    reader = SnapshotReader(built.params, blocks.__getitem__)
+    reader.add_chunk(0, blocks)
+    reader.finish(built.digest)
 
 
 def test_evaluate_chunk_is_picklable_for_process_pools() -> None:
