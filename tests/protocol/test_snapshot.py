@@ -12,6 +12,7 @@ from typing import Any
 import h3.api.basic_int as h3
 import pytest
 
+import protocol.padding
 import protocol.snapshot
 from protocol.descriptor import SignedDescriptor
 from protocol.errors import VerificationError
@@ -177,7 +178,7 @@ def test_a_repeated_value_falls_back_to_careful_padding(monkeypatch: pytest.Monk
     reference, _ = build(WIDE)
     real = sorted(expected_values(WIDE, reference.params.bits))
     monkeypatch.setattr(protocol.snapshot, "ENCODING_PART_VALUES", 300)
-    honest = protocol.snapshot.random_values
+    honest = protocol.padding.random_values
 
     def colliding(count: int, *, bits: int, rng: Callable[[int], bytes]) -> list[int]:
         drawn = honest(count, bits=bits, rng=rng)
