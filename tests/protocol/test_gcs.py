@@ -55,6 +55,14 @@ def random_values(count: int, bits: int, seed: int) -> list[int]:
     return sorted(values)
 
 
+def built(count: int, bits: int, *, seed: int) -> tuple[list[int], GcsParams, list[bytes], bytes]:
+    """``count`` random λ-bit values, their parameters, blocks and digest."""
+    values = random_values(count, bits, seed)
+    params = GcsParams.choose(count=count, bits=bits)
+    blocks, root = build(values, params)
+    return values, params, blocks, root
+
+
 def single_block(values: list[int], bits: int, golomb: int | None = None) -> GcsParams:
     """Parameters that put every value in one block (block 0)."""
     return GcsParams(bits, len(values), 1, golomb or optimal_golomb(len(values), bits))
@@ -497,9 +505,7 @@ def test_reader_refuses_a_damaged_block_store(
 
 
 def test_the_value_index_answers_exactly_like_decoding_blocks() -> None:
-    values = random_values(5000, 44, seed=21)
-    params = GcsParams.choose(count=len(values), bits=44)
-    blocks, root = build(values, params)
+    values, params, blocks, root = built(5000, 44, seed=21)
     indexed = read(blocks, params, root)
     assert indexed.index is not None
     assert list(indexed.index) == values
@@ -519,9 +525,7 @@ def test_the_value_index_answers_exactly_like_decoding_blocks() -> None:
 
 
 def test_restoring_refuses_an_index_that_does_not_fit() -> None:
-    values = random_values(1000, 40, seed=23)
-    params = GcsParams.choose(count=len(values), bits=40)
-    blocks, root = build(values, params)
+    _, params, blocks, root = built(1000, 40, seed=23)
     reader = read(blocks, params, root)
     assert reader.index is not None
     short = reader.index[:-1]
@@ -530,9 +534,7 @@ def test_restoring_refuses_an_index_that_does_not_fit() -> None:
 
 
 def test_values_wider_than_64_bits_are_looked_up_in_their_blocks() -> None:
-    values = random_values(600, 80, seed=24)
-    params = GcsParams.choose(count=len(values), bits=80)
-    blocks, root = build(values, params)
+    values, params, blocks, root = built(600, 80, seed=24)
     reader = read(blocks, params, root)
     assert reader.index is None
     assert all(reader.contains(v) for v in values[::7])

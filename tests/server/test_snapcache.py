@@ -29,6 +29,15 @@ def blocks_of(epoch: ServedEpoch) -> list[bytes]:
     return [epoch.blocks.get(i) for i in range(epoch.blocks.count)]
 
 
+def downloaded(tmp_path: Path, epoch: ServedEpoch) -> tuple[Path, CachedSnapshot]:
+    """The whole snapshot appended, verified and marked complete in a fresh cache directory."""
+    directory = tmp_path / "epoch"
+    cached = CachedSnapshot(directory, epoch.descriptor)
+    cached.append(0, blocks_of(epoch))
+    cached.finish()
+    return directory, cached
+
+
 def test_a_whole_download_is_verified_marked_and_reused(tmp_path: Path, epoch: ServedEpoch) -> None:
     directory = tmp_path / "epoch"
     cached = CachedSnapshot(directory, epoch.descriptor)
@@ -88,10 +97,7 @@ def test_a_short_snapshot_fails_to_finish(tmp_path: Path, epoch: ServedEpoch) ->
 
 
 def test_a_corrupted_complete_cache_is_dropped_on_open(tmp_path: Path, epoch: ServedEpoch) -> None:
-    directory = tmp_path / "epoch"
-    cached = CachedSnapshot(directory, epoch.descriptor)
-    cached.append(0, blocks_of(epoch))
-    cached.finish()
+    directory, _ = downloaded(tmp_path, epoch)
     data = bytearray((directory / "blocks").read_bytes())
     data[len(data) // 3] ^= 0x10
     (directory / "blocks").write_bytes(bytes(data))
@@ -106,10 +112,7 @@ def test_a_corrupted_complete_cache_is_dropped_on_open(tmp_path: Path, epoch: Se
 def test_a_block_damaged_after_verification_is_caught_when_read(
     tmp_path: Path, epoch: ServedEpoch
 ) -> None:
-    directory = tmp_path / "epoch"
-    cached = CachedSnapshot(directory, epoch.descriptor)
-    cached.append(0, blocks_of(epoch))
-    cached.finish()
+    directory, cached = downloaded(tmp_path, epoch)
     data = bytearray((directory / "blocks").read_bytes())
     data[0] ^= 0x80
     (directory / "blocks").write_bytes(bytes(data))
@@ -127,10 +130,7 @@ def stored_values(epoch: ServedEpoch) -> list[int]:
 def test_the_value_index_is_kept_with_its_checksum_and_reopened(
     tmp_path: Path, epoch: ServedEpoch
 ) -> None:
-    directory = tmp_path / "epoch"
-    cached = CachedSnapshot(directory, epoch.descriptor)
-    cached.append(0, blocks_of(epoch))
-    cached.finish()
+    directory, _ = downloaded(tmp_path, epoch)
     values = stored_values(epoch)
     assert (directory / "index").stat().st_size == 8 * len(values)
     again = CachedSnapshot(directory, epoch.descriptor)
@@ -145,10 +145,7 @@ def test_the_value_index_is_kept_with_its_checksum_and_reopened(
 def test_a_damaged_index_is_ignored_and_lookups_decode_blocks(
     tmp_path: Path, epoch: ServedEpoch
 ) -> None:
-    directory = tmp_path / "epoch"
-    cached = CachedSnapshot(directory, epoch.descriptor)
-    cached.append(0, blocks_of(epoch))
-    cached.finish()
+    directory, _ = downloaded(tmp_path, epoch)
     values = stored_values(epoch)
     raw = bytearray((directory / "index").read_bytes())
     raw[0:8] = (values[0] + 1).to_bytes(8, "little")  # drops values[0], still sorted
