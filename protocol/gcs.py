@@ -26,9 +26,10 @@ Measured with 1M random 60-bit values (server/bench/setcode.py):
   at the same speed (one decoder serves any M; a power of two is Rice).
 - About 64 values per block (``K = ceil(count / 64)``): an opening, and a
   lookup without the sorted value index, decodes part of one block, so 1,000
-  such lookups take ~0.05 s of pure Python and an opening is ~0.6 KB, while the per-block cost (gamma count, byte
-  padding) stays near 0.25 bits/value: 5.220 bytes per value at n = 1M, λ = 60
-  (1.009x OpenMined PSI's Golomb-coded set at the same false-positive target).
+  such lookups take ~0.05 s of pure Python and an opening is ~0.6 KB, while
+  the per-block cost (gamma count, byte padding) stays near 0.25 bits/value:
+  5.220 bytes per value at n = 1M, λ = 60 (1.009x OpenMined PSI's Golomb-coded
+  set at the same false-positive target).
   Measured on the same 1M values: 32 values a block cost 5.242 bytes/value for
   0.039 s of lookups, 64 cost 5.220 for 0.054 s, 128 cost 5.209 for 0.084 s.
 
