@@ -166,6 +166,7 @@ WORKLOADS = [
         "build the snapshot of 1,000,000 tokens (evaluate, truncate, pad, encode, commit)",
         _prepare_snapshot,
         runs=3,
+        interleave="setup_1m",
     ),
     Workload(
         "check_1k_in_memory",

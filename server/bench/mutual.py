@@ -137,6 +137,7 @@ WORKLOADS = [
         "loopback, the responder in its own process (quick: 2,000 cells a side)",
         _prepare_100k,
         runs=5,
+        interleave="mutual_100k",
     ),
     Workload(
         "mutual_blind_threads",

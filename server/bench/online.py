@@ -119,5 +119,6 @@ WORKLOADS = [
         "online part of one verified 1,000-token check against a cached 1,000,000-token "
         "snapshot, over gRPC with mutual TLS on loopback (quick: 20,000 tokens)",
         _prepare,
+        interleave="online_1k",
     ),
 ]

@@ -107,17 +107,20 @@ WORKLOADS = (
             "OpenMined PSI server setup for 1,000,000 items (GCS, fpr 1e-9 for 1,000 queries)",
             _prepare_setup,
             runs=3,
+            interleave="setup_1m",
         ),
         Workload(
             "openmined_online_1k_vs_1m",
             "OpenMined PSI: 1,000-item request against the 1M setup, intersection revealed",
             _prepare_online,
+            interleave="online_1k",
         ),
         Workload(
             "openmined_cardinality_100k",
             "OpenMined PSI cardinality, 100,000 x 100,000 items, setup included",
             _prepare_cardinality,
             runs=3,
+            interleave="mutual_100k",
         ),
     ]
 )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from server.bench.harness import discover
+from server.bench.harness import Extra, RunOnce, Workload, discover, run_workloads
 from server.cli.main import main
 
 
@@ -55,3 +55,42 @@ def test_comparisons_are_ratios_of_the_same_run_with_their_targets() -> None:
         "snapshot_vs_primitive_limit": (1.5, False),
         "snapshot_bytes_ratio": (1.02, True),
     }
+
+
+def test_workloads_sharing_an_interleave_key_take_turns() -> None:
+    """Counterparts alternate run by run, so both sides of a ratio see the same minutes."""
+    events: list[str] = []
+
+    def workload(name: str, runs: int, interleave: str = "") -> Workload:
+        def prepare(quick: bool) -> RunOnce:
+            events.append(f"prepare {name}")
+
+            def run() -> Extra:
+                events.append(name)
+                return {"turn": events.count(name)}
+
+            return run
+
+        return Workload(name, name, prepare, runs=runs, interleave=interleave)
+
+    chosen = [
+        workload("ours", 3, "pair"),
+        workload("alone", 2),
+        workload("theirs", 2, "pair"),
+    ]
+    results = run_workloads(chosen, quick=False)
+    assert events == [
+        "prepare ours",
+        "prepare theirs",
+        "ours",
+        "theirs",
+        "ours",
+        "theirs",
+        "ours",
+        "prepare alone",
+        "alone",
+        "alone",
+    ]
+    assert list(results) == ["ours", "alone", "theirs"]
+    assert [results[name].runs for name in results] == [3, 2, 2]
+    assert results["ours"].extra == {"turn": 3}
