@@ -252,12 +252,7 @@ def hash_to_group_many(msgs: Iterable[bytes], dst: bytes, *, mapper: Mapper = ma
     expand = XmdSha512(dst).expand
 
     def work(chunk: Sequence[bytes], offset: int) -> list[bytes]:
-        out = _Buffer()
-        result = []
-        for msg in chunk:
-            _from_hash(out, expand(msg))
-            result.append(out.raw)
-        return result
+        return _each_expanded(_from_hash, chunk, expand)
 
     return in_chunks(work, msgs if isinstance(msgs, Sequence) else list(msgs), mapper)
 
@@ -269,11 +264,17 @@ def hash_to_scalar(msg: bytes, dst: bytes) -> bytes:
 
 def hash_to_scalar_many(msgs: Iterable[bytes], dst: bytes) -> list[bytes]:
     """:func:`hash_to_scalar` for many messages under one DST (may yield zero; callers check)."""
-    expand = XmdSha512(dst).expand
+    return _each_expanded(_reduce, msgs, XmdSha512(dst).expand)
+
+
+def _each_expanded(
+    function: Callable[..., object], msgs: Iterable[bytes], expand: Callable[[bytes], bytes]
+) -> list[bytes]:
+    """libsodium's ``function(out, expand(msg))`` for each message: one buffer, many calls."""
     out = _Buffer()
     result = []
     for msg in msgs:
-        _reduce(out, expand(msg))
+        function(out, expand(msg))
         result.append(out.raw)
     return result
 

@@ -189,11 +189,10 @@ def build_snapshot(
     params = GcsParams.choose(count=plan.padded_count, bits=plan.bits)
     ranges = _encoding_parts(params)
     bounds = [params.block_range(first)[0] for first, _ in ranges[1:]]
-    real: list[list[int]] = [[] for _ in ranges]
+    values_by_part: list[list[int]] = [[] for _ in ranges]
     for chunk in mapper(evaluate_into_parts, _jobs(unique, keys, plan.bits, bounds)):
-        for part, values in zip(real, chunk, strict=True):
+        for part, values in zip(values_by_part, chunk, strict=True):
             part.extend(values)
-    values_by_part = real
     for value in random_values(plan.padded_count - count, bits=plan.bits, rng=rng):
         values_by_part[bisect.bisect_right(bounds, value)].append(value)
     jobs = [
@@ -208,7 +207,7 @@ def build_snapshot(
             itertools.chain(*values_by_part), size=plan.padded_count, bits=plan.bits, rng=rng
         )
         blocks = encode_blocks(padded, params)
-    del jobs, real, values_by_part
+    del jobs, values_by_part
     builder = MerkleBuilder()
     total = 0
     for block in blocks:

@@ -388,19 +388,15 @@ def evaluate_elements(call: GrpcCall) -> tuple[list[bytes], list[bytes]]:
 def mutual_elements(call: GrpcCall) -> list[bytes]:
     """Every group element of a mutual session, both sets and both double-blinded sets."""
     assert call.path == MUTUAL
+    messages: list[mutual_pb2.MutualRequest | mutual_pb2.MutualResponse] = [
+        mutual_pb2.MutualRequest.FromString(raw) for raw in call.requests
+    ]
+    messages += [mutual_pb2.MutualResponse.FromString(raw) for raw in call.responses]
     elements = []
-    for raw in call.requests:
-        request = mutual_pb2.MutualRequest.FromString(raw)
-        if request.HasField("blinded"):
-            elements += split_elements(request.blinded.elements)
-        elif request.HasField("double_blinded"):
-            elements += split_elements(request.double_blinded.elements)
-    for raw in call.responses:
-        response = mutual_pb2.MutualResponse.FromString(raw)
-        if response.HasField("blinded"):
-            elements += split_elements(response.blinded.elements)
-        elif response.HasField("double_blinded"):
-            elements += split_elements(response.double_blinded.elements)
+    for message in messages:
+        for name in ("blinded", "double_blinded"):
+            if message.HasField(name):
+                elements += split_elements(getattr(message, name).elements)
     return elements
 
 
