@@ -24,18 +24,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from protocol.errors import InputError, VerificationError
+from hexpsi.protocol.crypto.signing import signature_is_valid
+from hexpsi.protocol.errors import InputError, VerificationError
+from hexpsi.protocol.limits import DIGEST_SIZE
 
 ENCODING_VERSION = 1
 HASH_LABEL = b"hexpsi/v1/audit"
 SIGNATURE_LABEL = b"hexpsi/v1/audit-entry-signature"
 HEAD_LABEL = b"hexpsi/v1/audit-head"
-HASH_SIZE = 32
-SIGNATURE_SIZE = 64
-GENESIS_HASH = bytes(HASH_SIZE)
+GENESIS_HASH = bytes(DIGEST_SIZE)
 """The ``prev_hash`` of entry 1."""
 
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -112,8 +111,8 @@ def encode_entry(seq: int, time: float, kind: str, peer: str, details: bytes) ->
 
 def entry_hash(prev_hash: bytes, encoding: bytes) -> bytes:
     """``SHA-256(b"hexpsi/v1/audit" || prev_hash || encoding)``."""
-    if len(prev_hash) != HASH_SIZE:
-        raise InputError(f"previous hash must be {HASH_SIZE} bytes, got {len(prev_hash)}")
+    if len(prev_hash) != DIGEST_SIZE:
+        raise InputError(f"previous hash must be {DIGEST_SIZE} bytes, got {len(prev_hash)}")
     return hashlib.sha256(HASH_LABEL + prev_hash + encoding).digest()
 
 
@@ -202,8 +201,8 @@ def sign_entry(
 
 def sign_head(seq: int, digest: bytes, signing_key: SigningKey) -> Head:
     """Sign the log's newest position (``seq`` 0 with the genesis hash for an empty log)."""
-    if len(digest) != HASH_SIZE:
-        raise InputError(f"head hash must be {HASH_SIZE} bytes")
+    if len(digest) != DIGEST_SIZE:
+        raise InputError(f"head hash must be {DIGEST_SIZE} bytes")
     return Head(seq, digest, signing_key.sign(_head_message(seq, digest)).signature)
 
 
@@ -223,10 +222,8 @@ def _verify_entry(entry: Entry, expected_seq: int, prev: bytes, verify_key: Veri
         raise ChainBroken(entry.seq, f"malformed ({exc.message})") from None
     if digest != entry.hash:
         raise ChainBroken(entry.seq, "hash does not match its contents")
-    try:
-        verify_key.verify(_signed_message(digest), bytes(entry.signature))
-    except (BadSignatureError, ValueError, TypeError):
-        raise ChainBroken(entry.seq, "signature does not verify") from None
+    if not signature_is_valid(verify_key, _signed_message(digest), entry.signature):
+        raise ChainBroken(entry.seq, "signature does not verify")
 
 
 def verify_chain(
@@ -246,9 +243,11 @@ def verify_chain(
     if head is None:
         return
     try:
-        verify_key.verify(_head_message(head.seq, bytes(head.hash)), bytes(head.signature))
-    except (BadSignatureError, ValueError, TypeError, struct.error):
-        raise ChainBroken(max(last_seq, 1), "the signed head of the log does not verify") from None
+        message = _head_message(head.seq, bytes(head.hash))
+    except (struct.error, TypeError):
+        message = b""
+    if not message or not signature_is_valid(verify_key, message, head.signature):
+        raise ChainBroken(max(last_seq, 1), "the signed head of the log does not verify")
     if head.seq > last_seq:
         raise ChainBroken(
             last_seq + 1, f"missing (the signed head records {head.seq} entries, found {last_seq})"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import h3.api.basic_int as h3
 
-from protocol.errors import BudgetExhausted, InputError
+from hexpsi.protocol.errors import BudgetExhausted, InputError
 
 
 def cell_area_km2(res: int) -> float:

@@ -13,7 +13,7 @@ import hashlib
 import math
 import struct
 
-from protocol.errors import RemoteProtocolError
+from hexpsi.protocol.errors import RemoteProtocolError
 
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")

@@ -88,3 +88,45 @@ class BudgetExhausted(HexpsiError):
         super().__init__(message)
         self.remaining = remaining
         self.resets_at = resets_at
+
+
+class NotFound(HexpsiError):
+    """What the caller asked for does not exist (for it)."""
+
+    default_status = Status.NOT_FOUND
+
+
+class Unauthenticated(HexpsiError):
+    """The caller did not say who it is (no client certificate, no plaintext name)."""
+
+    default_status = Status.UNAUTHENTICATED
+
+
+class PermissionDenied(HexpsiError):
+    """The caller is known to be someone this node does not answer."""
+
+    default_status = Status.PERMISSION_DENIED
+
+
+class Unavailable(HexpsiError):
+    """A peer or a service cannot be reached or cannot serve right now."""
+
+    default_status = Status.UNAVAILABLE
+
+
+class ResourceExhausted(HexpsiError):
+    """A limit on concurrent calls, sizes or rates was reached."""
+
+    default_status = Status.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(HexpsiError):
+    """Someone took too long: a peer that stopped reading or sending, a call past its time."""
+
+    default_status = Status.DEADLINE_EXCEEDED
+
+
+class FailedPrecondition(HexpsiError):
+    """The call is fine but this node's state does not allow it now (no epoch yet, expired)."""
+
+    default_status = Status.FAILED_PRECONDITION

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 
-from protocol.errors import InputError
+from hexpsi.protocol.errors import InputError
 
 BUCKET_SIGNIFICANT_BITS = 4
 """Buckets keep this many leading bits: 4 gives the 1/8 granularity (m in 8..15)."""

@@ -7,13 +7,13 @@ those bytes into unbiased integers and shuffles.
 
 from __future__ import annotations
 
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence
 from typing import TypeVar
 
-from protocol.group import RandomBytes
-
 T = TypeVar("T")
-__all__ = ["RandomBytes", "shuffle_in_place", "uniform_below"]
+
+RandomBytes = Callable[[int], bytes]
+"""A source of randomness: ``rng(n)`` returns ``n`` uniformly random bytes."""
 
 
 def uniform_below(rng: RandomBytes, bound: int) -> int:

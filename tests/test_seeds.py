@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from protocol.cover import feature_to_cover
-from protocol.inputs import read_features
-from protocol.shapes import Area, Circle, Feature, LatLng, Shape
+from hexpsi.protocol.geo.cover import feature_to_cover
+from hexpsi.protocol.geo.parse import read_features
+from hexpsi.protocol.geo.shapes import Area, Circle, Feature, LatLng, Shape
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 EARTH_RADIUS_KM = 6371.0088

@@ -20,14 +20,15 @@ import time
 import h3.api.basic_int as h3
 from nacl.signing import SigningKey
 
-from protocol import group, oprf
-from protocol.check import ProposerCheck, ResponderCheck
-from protocol.epoch import start_epoch
-from protocol.gcs import SnapshotReader
-from protocol.keys import epoch_keys
-from protocol.snapshot import build_snapshot, snapshot_params
-from server.bench.harness import Extra, RunOnce, Workload
-from server.executor import default_workers, local_mapper
+from hexpsi.protocol.check.session import ProposerCheck, ResponderCheck
+from hexpsi.protocol.crypto import group, oprf
+from hexpsi.protocol.crypto.keys import epoch_keys
+from hexpsi.protocol.epoch.descriptor import snapshot_params
+from hexpsi.protocol.epoch.start import start_epoch
+from hexpsi.protocol.snapshot.build import build_snapshot
+from hexpsi.protocol.snapshot.gcs import SnapshotReader
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload
+from hexpsi.server.workers import default_workers, local_mapper
 
 DST = b"HashToGroup-" + oprf.context_string(oprf.Mode.VOPRF)
 

@@ -13,15 +13,16 @@ import hashlib
 import itertools
 import time
 
-from protocol import group, oprf
-from protocol.oprf import Mode
-from server.bench.harness import Extra, RunOnce, Workload
+from hexpsi.protocol.crypto import group, oprf
+from hexpsi.protocol.crypto.oprf import Mode
+from hexpsi.protocol.randomness import RandomBytes
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload
 
 MODE = Mode.VOPRF
 DST = b"HashToGroup-" + oprf.context_string(MODE)
 
 
-def _stream(label: bytes) -> group.RandomBytes:
+def _stream(label: bytes) -> RandomBytes:
     """Deterministic bytes, so every run does identical work."""
     counter = itertools.count()
     return lambda n: hashlib.shake_256(label + next(counter).to_bytes(8, "big")).digest(n)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 
-from protocol.cover import feature_to_cover, shape_to_cover
-from protocol.shapes import Circle, Feature
-from server.bench.harness import Extra, RunOnce, Workload
+from hexpsi.protocol.geo.cover import feature_to_cover, shape_to_cover
+from hexpsi.protocol.geo.shapes import Circle, Feature
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload
 
 RES = 9
 THEATRE_LAT, THEATRE_LNG = (32.3, 37.3), (35.8, 42.4)

@@ -81,12 +81,12 @@ def measure(run_once: RunOnce, runs: int) -> Stats:
 
 def discover() -> dict[str, Workload]:
     """Every workload defined by a module of this package, by name."""
-    package = importlib.import_module("server.bench")
+    package = importlib.import_module("hexpsi.server.bench")
     found: dict[str, Workload] = {}
     for info in pkgutil.iter_modules(package.__path__):
         if info.name in {"harness", "__main__", "compare", "report", "loopback"}:
             continue
-        module = importlib.import_module(f"server.bench.{info.name}")
+        module = importlib.import_module(f"hexpsi.server.bench.{info.name}")
         for workload in getattr(module, "WORKLOADS", []):
             found[workload.name] = workload
     return found

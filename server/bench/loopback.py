@@ -21,10 +21,10 @@ from pathlib import Path
 
 import tomli_w
 
-from server.config import CONFIG_FILE
-from server.demo import free_loopback_port
-from server.epochs import EpochStore
-from server.node import Node, init_node
+from hexpsi.server.demo.scenario import free_loopback_port
+from hexpsi.server.node.config import CONFIG_FILE
+from hexpsi.server.node.directory import Node, init_node
+from hexpsi.server.node.epochs import EpochStore
 
 RESPONDER, PROPOSER = "coalition", "russia"
 START_TIMEOUT_SECONDS = 60.0
@@ -71,7 +71,7 @@ class ServedPair:
             if cell_list:
                 EpochStore(node).create(cell_list, now=time.time()).blocks.close()
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "server.cli", "serve", str(self.responder.directory)],
+            [sys.executable, "-m", "hexpsi.server.cli", "serve", str(self.responder.directory)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

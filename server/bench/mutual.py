@@ -25,12 +25,12 @@ from typing import TypeVar
 
 import h3.api.basic_int as h3
 
-from protocol.group import random_scalar
-from protocol.mutual_sets import Slot, batched, blind_slots
-from server.bench.harness import Extra, RunOnce, Workload, run_workloads
-from server.bench.loopback import RESPONDER, ServedPair
-from server.executor import default_workers, local_mapper
-from server.mutual_client import run_mutual
+from hexpsi.protocol.crypto.group import random_scalar
+from hexpsi.protocol.mutual.sets import Slot, batched, blind_slots
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload, run_workloads
+from hexpsi.server.bench.loopback import RESPONDER, ServedPair
+from hexpsi.server.clients.mutual import run_mutual
+from hexpsi.server.workers import default_workers, local_mapper
 
 RES = 9
 CENTER = h3.latlng_to_cell(33.50, 38.62, RES)
@@ -150,7 +150,7 @@ WORKLOADS = [
 
 
 def main(argv: list[str]) -> int:
-    """``python -m server.bench.mutual [--quick] [NAME ...]``: run workloads, print JSON."""
+    """``python -m hexpsi.server.bench.mutual [--quick] [NAME ...]``: run workloads, print JSON."""
     names = [arg for arg in argv if not arg.startswith("-")]
     chosen = [w for w in WORKLOADS if not names or w.name in names]
     try:

@@ -19,13 +19,14 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from protocol.check import ProposerCheck
-from server.bench.check import synthetic_cells
-from server.bench.harness import Extra, RunOnce, Workload
-from server.bench.loopback import RESPONDER, ServedPair
-from server.client import PeerClient, run_check
-from server.executor import default_workers
-from server.snapcache import SnapshotCache
+from hexpsi.protocol.check.session import ProposerCheck
+from hexpsi.server.bench.check import synthetic_cells
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload
+from hexpsi.server.bench.loopback import RESPONDER, ServedPair
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.clients.peer import PeerClient
+from hexpsi.server.node.snapshot_cache import SnapshotCache
+from hexpsi.server.workers import default_workers
 
 QUERY_TOKENS = 1000
 

@@ -1,7 +1,7 @@
 """The baseline users would pick instead: OpenMined PSI (ECDH over P-256, C++), same machine.
 
 Measured in the same ``hexpsi bench`` invocation as hexpsi's own workloads so
-the ratios in :mod:`server.bench.compare` compare like with like. Present only
+the ratios in :mod:`hexpsi.server.bench.compare` compare like with like. Present only
 when the ``bench`` extra is installed (``pip install -e '.[bench]'``).
 
 - ``openmined_setup_1m``: the server's setup message for 1,000,000 items
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from server.bench.harness import Extra, RunOnce, Workload
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload
 
 FALSE_POSITIVE = 1e-9
 CLIENT_ITEMS = 1000

@@ -1,6 +1,6 @@
 """Turn ``hexpsi bench --json`` output into the README's performance table.
 
-``hexpsi bench --json > bench.json && python -m server.bench.report bench.json``
+``hexpsi bench --json > bench.json && python -m hexpsi.server.bench.report bench.json``
 prints Markdown, so the README's figures are regenerated from a run rather than
 copied by hand.
 """

@@ -24,10 +24,16 @@ import math
 import random
 import time
 
-from protocol.gcs import GcsParams, SnapshotReader, encode_blocks, snapshot_digest, verify_opening
-from protocol.merkle import MerkleBuilder
-from protocol.padding import SNAPSHOT_SIGNIFICANT_BITS, size_bucket, truncation_bits
-from server.bench.harness import Extra, RunOnce, Workload
+from hexpsi.protocol.padding import SNAPSHOT_SIGNIFICANT_BITS, size_bucket, truncation_bits
+from hexpsi.protocol.snapshot.gcs import (
+    GcsParams,
+    SnapshotReader,
+    encode_blocks,
+    snapshot_digest,
+    verify_opening,
+)
+from hexpsi.protocol.snapshot.merkle import MerkleBuilder
+from hexpsi.server.bench.harness import Extra, RunOnce, Workload
 
 QUERY_TOKENS = 1000
 FALSE_POSITIVE = 1e-9

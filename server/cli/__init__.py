@@ -2,25 +2,21 @@
 
 Each subcommand module exposes ``register(subparsers)``, which adds its parser
 and sets ``func(args) -> int`` as the handler. Results go to stdout (or a file
-given with ``-o``), logs and progress to stderr. The helpers here are what every
-subcommand shares: reading an input file and writing a result.
+given with ``-o``), logs and progress to stderr.
+
+Start-up is kept short: scripts call ``hexpsi encode`` in loops, and building
+the parser must not pay for gRPC, libsodium or the certificate code. A
+subcommand module imports only the standard library at module level and its
+dependencies inside ``run`` (``tests/server/cli/test_startup.py`` holds it).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
-
-from protocol.errors import InputError
-from server.fsutil import atomic_write
 
 if TYPE_CHECKING:
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-
-STDIO = "-"
-"""As INPUT, read standard input; as an output path, write standard output."""
 
 
 def add_radius_option(parser: argparse.ArgumentParser) -> None:
@@ -32,30 +28,3 @@ def add_radius_option(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="radius or buffer in metres for features that give none (default 0)",
     )
-
-
-def read_input(path: str) -> bytes:
-    """The bytes of an input file (``-`` is stdin); a failure names the path."""
-    if path == STDIO:
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
-
-
-def write_output(text: str, path: str | None) -> None:
-    """Print ``text`` to stdout, or replace ``path`` with it atomically.
-
-    The file is written to a temporary name beside it and renamed over the old
-    one, so a reader never sees half a result and a failed run leaves the old
-    file as it was.
-    """
-    if path is None or path == STDIO:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        atomic_write(Path(path), text.encode())
-    except OSError as exc:
-        raise InputError(f"cannot write {path!r}: {exc.strerror or exc}") from exc

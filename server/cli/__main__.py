@@ -1,6 +1,6 @@
-"""``python -m server.cli`` runs the ``hexpsi`` command."""
+"""``python -m hexpsi.server.cli`` runs the ``hexpsi`` command."""
 
-from server.cli.main import entry
+from hexpsi.server.cli.main import entry
 
 if __name__ == "__main__":
     entry()

@@ -13,12 +13,9 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from protocol.audit import ChainBroken, Entry
-from protocol.errors import VerificationError
-from server.node import Node
-
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.protocol.audit import Entry
+    from hexpsi.server.cli import Subparsers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -50,6 +47,10 @@ def _line(entry: Entry) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.protocol.audit import ChainBroken
+    from hexpsi.protocol.errors import VerificationError
+    from hexpsi.server.node.directory import Node
+
     node = Node(args.directory)
     if not node.audit_path.exists():
         entries: list[Entry] = []

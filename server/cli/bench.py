@@ -7,12 +7,9 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from protocol.errors import InputError
-from server.bench.compare import compare
-from server.bench.harness import Stats, discover, run_workloads
-
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.bench.harness import Stats
+    from hexpsi.server.cli import Subparsers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -36,7 +33,7 @@ def register(subparsers: Subparsers) -> None:
         "--runs", type=int, metavar="N", help="runs per workload (default: each's own)"
     )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, libsodium=True)
 
 
 def _format(name: str, stats: Stats) -> str:
@@ -48,6 +45,10 @@ def _format(name: str, stats: Stats) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.protocol.errors import InputError
+    from hexpsi.server.bench.compare import compare
+    from hexpsi.server.bench.harness import discover, run_workloads
+
     workloads = discover()
     if args.list:
         for name, workload in sorted(workloads.items()):

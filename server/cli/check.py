@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
-from server.cells_out import cells_to_geojson, sorted_cell_strs
-from server.cli import add_radius_option, write_output
-from server.client import CheckReport, run_check
-from server.node import Node
-from server.positions import cover_features, read_shapes
+from hexpsi.server.cli import add_radius_option
+from hexpsi.server.streams import write_output
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from tqdm import tqdm
+
+    from hexpsi.server.cli import Subparsers
+    from hexpsi.server.clients.check import CheckReport
 
 PROGRESS_THRESHOLD_BYTES = 1 << 20
 
@@ -43,11 +40,13 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--plaintext", action="store_true", help="peer serves plaintext on loopback (testing)"
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, libsodium=True)
 
 
 def report_json(report: CheckReport) -> dict[str, object]:
     """The ``--json`` shape of a check."""
+    from hexpsi.server.cli.formats import sorted_cell_strs
+
     result = report.result
     return {
         "peer": report.peer,
@@ -67,6 +66,8 @@ def report_json(report: CheckReport) -> dict[str, object]:
 
 
 def report_geojson(report: CheckReport) -> str:
+    from hexpsi.server.cli.formats import cells_to_geojson
+
     conflicting = report.result.conflicting_cells
     properties = {
         cell: {"cell_role": "conflict" if cell in conflicting else "strike"}
@@ -94,6 +95,8 @@ class DownloadBar:
         self.bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
         if total < PROGRESS_THRESHOLD_BYTES:
             return
         if self.bar is None:
@@ -109,6 +112,12 @@ class DownloadBar:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hexpsi.server.clients.check import run_check
+    from hexpsi.server.inputs import cover_features, read_shapes
+    from hexpsi.server.node.directory import Node
+
     node = Node(args.directory)
     peer = node.peer(args.peer)
     features = read_shapes(args.strike, default_radius_m=args.radius_m)

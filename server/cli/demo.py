@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.cells_out import sorted_cell_strs
-from server.demo import SEEDS, DemoRun, run_demo_in_tempdir
-
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
+    from hexpsi.server.demo.scenario import DemoRun
 
 
 def register(subparsers: Subparsers) -> None:
@@ -28,12 +26,17 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--seeds", type=Path, default=SEEDS, metavar="DIR", help=f"scenario files (default {SEEDS})"
+        "--seeds",
+        type=Path,
+        metavar="DIR",
+        help="a directory of scenario files to use instead of the ones shipped with hexpsi",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, libsodium=True)
 
 
 def demo_json(run: DemoRun) -> dict[str, object]:
+    from hexpsi.server.cli.formats import sorted_cell_strs
+
     return {
         "as_expected": run.as_expected,
         "nodes": run.nodes,
@@ -108,6 +111,8 @@ def demo_text(run: DemoRun) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.server.demo.scenario import run_demo_in_tempdir
+
     result = run_demo_in_tempdir(seeds=args.seeds)
     if args.json:
         sys.stdout.write(json.dumps(demo_json(result), indent=2) + "\n")

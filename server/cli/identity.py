@@ -6,11 +6,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from server.cli import write_output
-from server.node import Node
+from hexpsi.server.streams import write_output
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -30,6 +29,8 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.server.node.directory import Node
+
     node = Node(args.directory)
     write_output(node.own_identity().to_bytes().decode("ascii"), args.output)
     print(

@@ -10,11 +10,10 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from server.config import DEFAULT_RES, DEFAULT_RES_MIN
-from server.node import init_node
+from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -57,6 +56,8 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.server.node.directory import init_node
+
     node = init_node(
         args.directory,
         name=args.name,

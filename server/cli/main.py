@@ -8,7 +8,9 @@ business (exit 2), on one line with the usage folded into it. Any other
 exception is a bug in hexpsi and is allowed to surface with its traceback.
 
 Adding a subcommand: write ``server/cli/<name>.py`` with ``register(subparsers)``
-and add the module to ``SUBCOMMANDS``.
+and add the module to ``SUBCOMMANDS``. A subcommand that does group work sets
+``libsodium=True`` beside its handler, and ``main`` loads libsodium first
+(``hexpsi.server.sodium``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib import metadata
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from protocol.errors import HexpsiError
-from server.cli import (
+from hexpsi.protocol.errors import HexpsiError
+from hexpsi.server.cli import (
     audit,
     bench,
     check,
@@ -38,7 +39,7 @@ from server.cli import (
 )
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
 
 
 class Subcommand(Protocol):
@@ -62,15 +63,26 @@ SUBCOMMANDS: Sequence[Subcommand] = [
 ]
 
 VERBOSE_ENV = "HEXPSI_VERBOSE"
+NOT_OPTIONS = ("func", "command", "libsodium")
+"""What subcommands set beside their options: the handler, its name, whether it does group work."""
 LOG_FORMAT = "hexpsi: %(levelname)s: %(name)s: %(message)s"
 log = logging.getLogger(__name__)
 
 
-def _version() -> str:
-    try:
-        return metadata.version("hexpsi")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (``importlib.metadata`` is slow to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print hexpsi's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("hexpsi")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        parser.exit(message=f"hexpsi {version}\n")
 
 
 def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
@@ -100,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             "without either side revealing its map."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"hexpsi {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     _add_verbose(parser, default=os.environ.get(VERBOSE_ENV, "") not in ("", "0"))
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
@@ -139,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     verbose = bool(args.verbose)
     handler, previous_level = _start_logging(verbose)
     try:
-        options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+        options = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS}
         log.debug("running %s with %s", args.command, options)
+        if getattr(args, "libsodium", False):
+            # Group work ahead: load libsodium now and remove rbcl's temporary copy of it.
+            from hexpsi.server import sodium
+
+            sodium.load()
         return int(args.func(args))
     except HexpsiError as exc:
         if verbose:

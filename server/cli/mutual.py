@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from protocol.budget import cell_area_km2
-from server.cli import write_output
-from server.mutual_client import MutualReport, run_mutual
-from server.node import Node
+from hexpsi.server.streams import write_output
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
+    from hexpsi.server.clients.mutual import MutualReport
 
 
 def register(subparsers: Subparsers) -> None:
@@ -33,11 +30,13 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--plaintext", action="store_true", help="peer serves plaintext on loopback (testing)"
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, libsodium=True)
 
 
 def report_json(report: MutualReport) -> dict[str, object]:
     """The ``--json`` shape of a mutual check."""
+    from hexpsi.protocol.budget import cell_area_km2
+
     statement = report.result.receipt.statement
     return {
         "peer": report.peer,
@@ -59,6 +58,8 @@ def report_json(report: MutualReport) -> dict[str, object]:
 
 
 def report_text(report: MutualReport) -> str:
+    from hexpsi.protocol.budget import cell_area_km2
+
     statement = report.result.receipt.statement
     area = cell_area_km2(statement.res)
     verdict = "CLOSE" if statement.shared_cells else "APART"
@@ -75,6 +76,11 @@ def report_text(report: MutualReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hexpsi.server.clients.mutual import run_mutual
+    from hexpsi.server.node.directory import Node
+
     node = Node(args.directory)
     peer = node.peer(args.peer)
     report = asyncio.run(run_mutual(node, peer.name, plaintext=args.plaintext))

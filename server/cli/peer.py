@@ -11,11 +11,11 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from server.cli import read_input
-from server.node import Node, Peer, load_identity
+from hexpsi.server.streams import read_input
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
+    from hexpsi.server.node.directory import Peer
 
 
 def register(subparsers: Subparsers) -> None:
@@ -64,6 +64,8 @@ def _summary(peer: Peer) -> dict[str, object]:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from hexpsi.server.node.directory import Node, load_identity
+
     node = Node(args.directory)
     where = "<stdin>" if args.identity == "-" else args.identity
     identity = load_identity(read_input(args.identity), where=where)
@@ -83,6 +85,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from hexpsi.server.node.directory import Node
+
     node = Node(args.directory)
     peers = node.peers()
     if args.json:

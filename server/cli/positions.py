@@ -7,13 +7,10 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from server.cli import add_radius_option
-from server.epochs import EpochStore
-from server.node import Node
-from server.positions import read_cover
+from hexpsi.server.cli import add_radius_option
 
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -29,10 +26,14 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("directory", metavar="DIR", help="the node directory")
     parser.add_argument("positions", metavar="POSITIONS", help="GeoJSON or CSV file")
     add_radius_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, libsodium=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.server.inputs import read_cover
+    from hexpsi.server.node.directory import Node
+    from hexpsi.server.node.epochs import EpochStore
+
     node = Node(args.directory)
     cells = read_cover(args.positions, res=node.config.res, default_radius_m=args.radius_m)
     started = time.perf_counter()

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from server.app import serve
-from server.node import Node
-
 if TYPE_CHECKING:
-    from server.cli import Subparsers
+    from hexpsi.server.cli import Subparsers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -29,10 +25,15 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="no TLS, callers name themselves with metadata (loopback addresses only)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, libsodium=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hexpsi.server.node.directory import Node
+    from hexpsi.server.services.app import serve
+
     node = Node(args.directory)
     root = logging.getLogger()
     if root.level > logging.INFO or root.level == logging.NOTSET:

@@ -1,1 +1,4 @@
-"""Generated gRPC/protobuf code for proto/hexpsi/v1 (python -m server.protogen); do not edit."""
+"""The wire: generated gRPC code (``rpc/hexpsi/v1``, do not edit), conversions and statuses.
+
+``python -m hexpsi.server.rpc.generate`` regenerates the code from ``proto/``.
+"""

@@ -19,11 +19,11 @@ from typing import Any
 
 import h3.api.basic_int as h3
 
-from protocol.audit import GENESIS_HASH, canonical_json, sign_entry, sign_head
-from protocol.evidence import export_evidence, open_cell
-from protocol.gcs import GcsParams, encode_blocks
-from protocol.merkle import MerkleBuilder
-from protocol.snapshot import snapshot_params
+from hexpsi.protocol.audit import GENESIS_HASH, canonical_json, sign_entry, sign_head
+from hexpsi.protocol.check.evidence import export_evidence, open_cell
+from hexpsi.protocol.epoch.descriptor import snapshot_params
+from hexpsi.protocol.snapshot.gcs import GcsParams, encode_blocks
+from hexpsi.protocol.snapshot.merkle import MerkleBuilder
 from tests.protocol.helpers import NOW, CheckPair, DeterministicRng, make_responder, signing_key
 from tests.protocol.mutual_helpers import mutual_pair
 

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey, VerifyKey
 
-from protocol.budget import query_area_km2
-from protocol.check import CheckResult, ProposerCheck, ResponderCheck
-from protocol.descriptor import SignedDescriptor
-from protocol.epoch import Epoch, start_epoch
-from protocol.gcs import GcsParams, SnapshotReader, decode_block
-from protocol.messages import EvaluatedGroup, Query, Receipt, Response, transcript_hash
-from protocol.oprf import KeyPair, Mode, blind_evaluate, generate_proof
-from protocol.snapshot import snapshot_params
-from protocol.tokens import cells_inside, query_tokens
+from hexpsi.protocol.budget import query_area_km2
+from hexpsi.protocol.check.messages import EvaluatedGroup, Query, Receipt, Response, transcript_hash
+from hexpsi.protocol.check.session import CheckResult, ProposerCheck, ResponderCheck
+from hexpsi.protocol.crypto.oprf import KeyPair, Mode, blind_evaluate, generate_proof
+from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
+from hexpsi.protocol.epoch.start import Epoch, start_epoch
+from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
+from hexpsi.protocol.snapshot.gcs import GcsParams, SnapshotReader, decode_block
 
 NOW = 1_750_000_000.0
 VALIDITY = 3600.0

@@ -16,14 +16,14 @@ from typing import Any
 import h3.api.basic_int as h3
 from nacl.signing import SigningKey
 
-from protocol.descriptor import SignedDescriptor
-from protocol.mutual import MutualResult, ProposerMutual, ResponderMutual
-from protocol.mutual_messages import (
+from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.protocol.mutual.messages import (
     ElementChunk,
     MutualFinish,
     MutualReceipt,
     MutualStatement,
 )
+from hexpsi.protocol.mutual.session import MutualResult, ProposerMutual, ResponderMutual
 from tests.protocol.helpers import (
     NOW,
     PROPOSER,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from protocol.audit import (
+from hexpsi.protocol.audit import (
     GENESIS_HASH,
     ChainBroken,
     Entry,
@@ -21,7 +21,7 @@ from protocol.audit import (
     sign_head,
     verify_chain,
 )
-from protocol.errors import InputError, VerificationError
+from hexpsi.protocol.errors import InputError, VerificationError
 
 KEY = SigningKey(bytes(range(32)))
 OTHER_KEY = SigningKey(bytes(range(1, 33)))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.budget import Charge, Window, cell_area_km2, decide_charge, query_area_km2
-from protocol.errors import BudgetExhausted, InputError
+from hexpsi.protocol.budget import Charge, Window, cell_area_km2, decide_charge, query_area_km2
+from hexpsi.protocol.errors import BudgetExhausted, InputError
 
 WINDOW = Window(3600.0, 3600.0)
 

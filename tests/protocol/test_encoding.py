@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.encoding import Reader, Writer, tagged_hash
-from protocol.errors import RemoteProtocolError
+from hexpsi.protocol.encoding import Reader, Writer, tagged_hash
+from hexpsi.protocol.errors import RemoteProtocolError
 
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "u8": st.integers(min_value=0, max_value=(1 << 8) - 1),

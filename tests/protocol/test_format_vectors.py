@@ -14,13 +14,18 @@ from typing import Any
 import pytest
 from nacl.signing import VerifyKey
 
-from protocol.audit import Entry, Head, canonical_json, verify_chain
-from protocol.descriptor import SignedDescriptor
-from protocol.evidence import CellOpening, Evidence, verify_cell_opening, verify_evidence
-from protocol.gcs import GcsParams, decode_block
-from protocol.merkle import MerkleBuilder
-from protocol.messages import Query, Receipt, Response
-from protocol.mutual_messages import MutualReceipt, MutualStatement
+from hexpsi.protocol.audit import Entry, Head, canonical_json, verify_chain
+from hexpsi.protocol.check.evidence import (
+    CellOpening,
+    Evidence,
+    verify_cell_opening,
+    verify_evidence,
+)
+from hexpsi.protocol.check.messages import Query, Receipt, Response
+from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.protocol.mutual.messages import MutualReceipt, MutualStatement
+from hexpsi.protocol.snapshot.gcs import GcsParams, decode_block
+from hexpsi.protocol.snapshot.merkle import MerkleBuilder
 from tests.protocol import format_vectors
 
 FROZEN = format_vectors.load()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import InputError
-from protocol.padding import (
+from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.padding import (
     SNAPSHOT_SIGNIFICANT_BITS,
     is_bucket,
     pad_values,

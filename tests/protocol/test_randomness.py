@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.randomness import shuffle_in_place, uniform_below
+from hexpsi.protocol.randomness import shuffle_in_place, uniform_below
 from tests.protocol.helpers import DeterministicRng
 
 

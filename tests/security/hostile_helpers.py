@@ -27,14 +27,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
-import server.app
-from protocol.budget import cell_area_km2
-from protocol.group import IDENTITY, hash_to_group
-from server.app import RunningServer, start_server
-from server.client import CHECKS_DIR, run_check
-from server.node import Node
-from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
-from server.service import CheckServicer
+import hexpsi.server.services.app
+from hexpsi.protocol.budget import cell_area_km2
+from hexpsi.protocol.crypto.group import IDENTITY, hash_to_group
+from hexpsi.server.clients.check import CHECKS_DIR, run_check
+from hexpsi.server.node.directory import Node
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
+from hexpsi.server.services.app import RunningServer, start_server
+from hexpsi.server.services.check import CheckServicer
 from tests.server.conftest import (
     BIG_BUDGET_KM2,
     DELIBERATE,
@@ -130,12 +130,12 @@ async def serving(
     ``servicer`` replaces the check service's class while the server is built, so a
     hostile responder runs behind exactly the transport an honest one has.
     """
-    honest = getattr(server.app, "CheckServicer")  # noqa: B009
-    setattr(server.app, "CheckServicer", servicer)  # noqa: B010
+    honest = getattr(hexpsi.server.services.app, "CheckServicer")  # noqa: B009
+    setattr(hexpsi.server.services.app, "CheckServicer", servicer)  # noqa: B010
     try:
         running = await start_server(node, plaintext=plaintext, listen=listen)
     finally:
-        setattr(server.app, "CheckServicer", honest)  # noqa: B010
+        setattr(hexpsi.server.services.app, "CheckServicer", honest)  # noqa: B010
     try:
         yield running
     finally:

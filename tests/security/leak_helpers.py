@@ -35,20 +35,20 @@ from pathlib import Path
 
 import h3.api.basic_int as h3
 
-from protocol.gcs import GcsParams, decode_block
-from protocol.group import ELEMENT_SIZE, hash_to_group_many
-from protocol.mutual_sets import HASH_DST as MUTUAL_HASH_DST
-from protocol.oprf import Mode, context_string
-from protocol.snapshot import snapshot_params
-from protocol.tokens import query_tokens, responder_tokens, token_bytes
-from server.app import RunningServer, start_server
-from server.client import CheckReport, run_check
-from server.demo import free_loopback_port
-from server.epochs import EpochStore
-from server.mutual_client import MutualReport, run_mutual
-from server.node import Node, init_node
-from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
-from server.snapcache import CACHE_DIR
+from hexpsi.protocol.crypto.group import ELEMENT_SIZE, hash_to_group_many
+from hexpsi.protocol.crypto.oprf import Mode, context_string
+from hexpsi.protocol.epoch.descriptor import snapshot_params
+from hexpsi.protocol.geo.tokens import query_tokens, responder_tokens, token_bytes
+from hexpsi.protocol.mutual.sets import HASH_DST as MUTUAL_HASH_DST
+from hexpsi.protocol.snapshot.gcs import GcsParams, decode_block
+from hexpsi.server.clients.check import CheckReport, run_check
+from hexpsi.server.clients.mutual import MutualReport, run_mutual
+from hexpsi.server.demo.scenario import free_loopback_port
+from hexpsi.server.node.directory import Node, init_node
+from hexpsi.server.node.epochs import EpochStore
+from hexpsi.server.node.snapshot_cache import CACHE_DIR
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
+from hexpsi.server.services.app import RunningServer, start_server
 
 RES = 9
 RES_MIN = 5

@@ -19,17 +19,18 @@ import grpc
 import h3.api.basic_int as h3
 import pytest
 
-import protocol.check
-import protocol.group
-from protocol.budget import Window, cell_area_km2
-from protocol.check import MODE, snapshot_bits
-from protocol.errors import HexpsiError, Status
-from protocol.messages import Receipt
-from protocol.oprf import blind, finalize, verify_proof
-from protocol.snapshot import truncate_output
-from protocol.tokens import token_bytes
-from server.client import PeerClient, run_check
-from server.snapcache import SnapshotCache
+import hexpsi.protocol.check.session
+import hexpsi.protocol.crypto.group
+from hexpsi.protocol.budget import Window, cell_area_km2
+from hexpsi.protocol.check.messages import Receipt
+from hexpsi.protocol.check.session import MODE, snapshot_bits
+from hexpsi.protocol.crypto.oprf import blind, finalize, verify_proof
+from hexpsi.protocol.errors import HexpsiError, Status
+from hexpsi.protocol.geo.tokens import token_bytes
+from hexpsi.protocol.snapshot.build import truncate_output
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.clients.peer import PeerClient
+from hexpsi.server.node.snapshot_cache import SnapshotCache
 from tests.security.hostile_helpers import (
     ONE_GROUP_KM2,
     PROPOSER,
@@ -143,13 +144,13 @@ async def test_a_peer_out_of_budget_costs_no_element_decoding(
     every one of the 4096 elements was validated before the budget refused the query.
     """
     decoded: list[bytes] = []
-    honest = protocol.group.validate_element
+    honest = hexpsi.protocol.crypto.group.validate_element
 
     def counting(element: bytes, what: str = "group element") -> bytes:
         decoded.append(element)
         return honest(element, what)
 
-    monkeypatch.setattr(protocol.group, "validate_element", counting)
+    monkeypatch.setattr(hexpsi.protocol.crypto.group, "validate_element", counting)
     pair = make_pair(tmp_path, budget_km2=1.5 * ONE_GROUP_KM2, window_hours=WINDOW_HOURS)
     async with serving(pair.responder), tls_channel(pair.responder, pair.proposer) as channel:
         stub = check_stub(channel)
@@ -219,7 +220,7 @@ async def test_a_coarse_token_declared_as_a_fine_one_matches_nothing(tmp_path: P
     comes back (correctly proven under the res-9 key) as a value that is not in the
     snapshot; declared honestly at res 5 the very same token hits.
 
-    Checked to fail without the protection: with ``protocol.keys.epoch_keys``
+    Checked to fail without the protection: with ``hexpsi.protocol.crypto.keys.epoch_keys``
     deriving one key for every resolution, the mislabelled token also hit and the
     ``not in`` assertion failed.
     """

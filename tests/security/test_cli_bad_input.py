@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from server.cli.main import main
-from server.config import CONFIG_FILE
-from server.epochs import CURRENT_FILE, EPOCHS_DIR
-from server.node import (
+from hexpsi.server.cli.main import main
+from hexpsi.server.node.config import CONFIG_FILE
+from hexpsi.server.node.directory import (
     AUDIT_FILE,
     LEDGER_FILE,
     OPRF_MASTER_FILE,
@@ -33,6 +32,7 @@ from server.node import (
     TLS_KEY_FILE,
     Node,
 )
+from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR
 from tests.security.hostile_helpers import (
     RESPONDER,
     ServerThread,

@@ -24,10 +24,10 @@ of the tree, reverted):
   bytes to its EvaluateRequest as an unknown protobuf field, and the responder
   writing the request's hex into its audit details): 855 hits (``hex``,
   ``u64-be``, ``token``...) in ``audit.sqlite3`` and in its ``-wal`` copy;
-* an unkeyed snapshot (``protocol.snapshot.evaluate_chunk`` truncating
+* an unkeyed snapshot (``hexpsi.protocol.snapshot.build.evaluate_chunk`` truncating
   ``sha256(token)`` instead of the OPRF output): the unkeyed-hash test reported
   every responder token as ``sha256(token)``, and the key test's control failed;
-* one key for every node (``protocol.keys.epoch_key`` deriving from 32 zero bytes
+* one key for every node (``hexpsi.protocol.crypto.keys.epoch_key`` deriving from 32 zero bytes
   instead of the master secret): the proposer's own master secret applied to the
   responder's epoch id evaluated the responder's tokens to snapshot values and
   the key test failed.
@@ -39,14 +39,14 @@ from pathlib import Path
 
 import h3.api.basic_int as h3
 
-from protocol.group import hash_to_group_many
-from protocol.keys import epoch_keys
-from protocol.mutual_sets import HASH_DST as MUTUAL_HASH_DST
-from protocol.oprf import evaluate
-from protocol.snapshot import MODE
-from protocol.tokens import token_bytes
-from server.epochs import EpochStore
-from server.snapcache import CACHE_DIR
+from hexpsi.protocol.crypto.group import hash_to_group_many
+from hexpsi.protocol.crypto.keys import epoch_keys
+from hexpsi.protocol.crypto.oprf import evaluate
+from hexpsi.protocol.geo.tokens import token_bytes
+from hexpsi.protocol.mutual.sets import HASH_DST as MUTUAL_HASH_DST
+from hexpsi.protocol.snapshot.build import MODE
+from hexpsi.server.node.epochs import EpochStore
+from hexpsi.server.node.snapshot_cache import CACHE_DIR
 from tests.security.leak_helpers import (
     OPRF_HASH_DST,
     OUTPOST_SOUTH,

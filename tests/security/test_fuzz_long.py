@@ -23,14 +23,19 @@ import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import settings
 
-from protocol.descriptor import Descriptor, SignedDescriptor
-from protocol.errors import HexpsiError
-from protocol.evidence import Evidence, verify_evidence
-from protocol.messages import Receipt
-from protocol.mutual_messages import MutualStatement
-from server.mutual_wire import read_commitment, read_finish, read_request_chunk, read_start
-from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
-from server.wire import message_to_response, request_to_query
+from hexpsi.protocol.check.evidence import Evidence, verify_evidence
+from hexpsi.protocol.check.messages import Receipt
+from hexpsi.protocol.epoch.descriptor import Descriptor, SignedDescriptor
+from hexpsi.protocol.errors import HexpsiError
+from hexpsi.protocol.mutual.messages import MutualStatement
+from hexpsi.server.rpc.check_convert import message_to_response, request_to_query
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
+from hexpsi.server.rpc.mutual_convert import (
+    read_commitment,
+    read_finish,
+    read_request_chunk,
+    read_start,
+)
 from tests.security.hostile_helpers import PROTECTED
 from tests.security.test_fuzz_rpc import (
     FUZZ,

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.node import Node
-from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2_grpc
+from hexpsi.server.node.directory import Node
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2_grpc
 from tests.security.hostile_helpers import (
     CHECK_SERVICE,
     EVALUATE,
@@ -179,9 +179,9 @@ def test_random_bytes_to_every_rpc_get_deliberate_statuses(target: Target) -> No
 
 
 def test_hostile_check_messages_get_deliberate_statuses(target: Target) -> None:
-    """Checked to fail without the protection: with ``protocol.messages._split_elements``
-    raising ``ValueError`` instead of ``RemoteProtocolError`` on ragged element bytes,
-    such queries came back UNKNOWN."""
+    """Checked to fail without the protection: with
+    ``hexpsi.protocol.check.messages._split_elements`` raising ``ValueError`` instead
+    of ``RemoteProtocolError`` on ragged element bytes, such queries came back UNKNOWN."""
     hostile_check_messages(target, FUZZ)
     target.healthy()
 

@@ -23,23 +23,27 @@ import grpc
 import pytest
 from nacl.signing import SigningKey
 
-from protocol.check import MODE
-from protocol.encoding import Writer
-from protocol.errors import (
+from hexpsi.protocol.check.messages import EvaluatedGroup, Query, Receipt, transcript_hash
+from hexpsi.protocol.check.session import MODE
+from hexpsi.protocol.crypto.keys import epoch_key
+from hexpsi.protocol.crypto.oprf import blind_evaluate, generate_proof
+from hexpsi.protocol.encoding import Writer
+from hexpsi.protocol.errors import (
     HexpsiError,
     RemoteProtocolError,
     StaleError,
     Status,
     VerificationError,
 )
-from protocol.keys import epoch_key
-from protocol.messages import EvaluatedGroup, Query, Receipt, transcript_hash
-from protocol.oprf import blind_evaluate, generate_proof
-from server.client import run_check
-from server.epochs import EpochStore, ServedEpoch
-from server.rpc.hexpsi.v1 import check_pb2
-from server.service import CheckServicer
-from server.wire import message_to_response, request_to_query, response_to_message
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.node.epochs import EpochStore, ServedEpoch
+from hexpsi.server.rpc.check_convert import (
+    message_to_response,
+    request_to_query,
+    response_to_message,
+)
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2
+from hexpsi.server.services.check import CheckServicer
 from tests.security.hostile_helpers import (
     RES,
     RES_MIN,
@@ -312,7 +316,7 @@ async def test_evaluations_under_another_key_are_caught_by_the_proof(
     pair: Pair, servicer: type[CheckServicer]
 ) -> None:
     """Checked to fail without the protection: with the ``verify_proof`` call removed
-    from ``protocol.check.verify_response``, both hostile responders' checks were
+    from ``hexpsi.protocol.check.session.verify_response``, both hostile responders' checks were
     accepted and stored (``pytest.raises`` failed)."""
     error = await refused_check(pair, servicer)
     assert isinstance(error, VerificationError)
@@ -322,7 +326,7 @@ async def test_evaluations_under_another_key_are_caught_by_the_proof(
 @pytest.mark.parametrize("lie", sorted(RECEIPT_LIES))
 async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Pair, lie: str) -> None:
     """Checked to fail without the protection: with the receipt checks (signature,
-    fields, validity, area) removed from ``protocol.check.verify_response``, every
+    fields, validity, area) removed from ``hexpsi.protocol.check.session.verify_response``, every
     bent receipt was accepted and stored."""
     error = await refused_check(pair, RECEIPT_LIES[lie])
     assert isinstance(error, VerificationError)

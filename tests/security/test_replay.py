@@ -16,11 +16,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from protocol.budget import Window
-from protocol.errors import StaleError
-from server.client import run_check
-from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
-from server.snapcache import SnapshotCache
+from hexpsi.protocol.budget import Window
+from hexpsi.protocol.errors import StaleError
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.node.snapshot_cache import SnapshotCache
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
 from tests.security.hostile_helpers import (
     ONE_GROUP_KM2,
     PROPOSER,

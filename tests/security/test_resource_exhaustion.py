@@ -26,14 +26,14 @@ from typing import Any
 import grpc
 import pytest
 
-from protocol.group import hash_to_group
-from protocol.mutual import ResponderMutual
-from protocol.mutual_messages import MAX_CHUNK_ELEMENTS, ElementChunk
-from server.client import run_check
-from server.epochs import BlockFile
-from server.mutual_service import MutualServicer
-from server.node import Node
-from server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
+from hexpsi.protocol.crypto.group import hash_to_group
+from hexpsi.protocol.mutual.messages import MAX_CHUNK_ELEMENTS, ElementChunk
+from hexpsi.protocol.mutual.session import ResponderMutual
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.node.directory import Node
+from hexpsi.server.node.epochs import BlockFile
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
+from hexpsi.server.services.mutual import MutualServicer
 from tests.security.hostile_helpers import (
     OUTSIDER,
     PROPOSER,

@@ -15,8 +15,8 @@ of the tree, reverted):
   72-cell queries differed by 7 elements (224 bytes) and the query test failed;
 * snapshot padding off (``SnapshotPlan.for_tokens`` padding to the real count):
   the descriptors announced 21 and 155 values and the snapshot test failed;
-* mutual padding off (``protocol.mutual._own_set_size`` returning the real count,
-  and the size check in ``protocol.mutual_messages`` let through): the message
+* mutual padding off (``hexpsi.protocol.mutual.session._own_set_size`` returning the real count,
+  and the size check in ``hexpsi.protocol.mutual.messages`` let through): the message
   sizes differed and the mutual test failed.
 """
 
@@ -29,11 +29,10 @@ from pathlib import Path
 import h3.api.basic_int as h3
 import pytest
 
-from protocol.descriptor import Descriptor
-from protocol.snapshot import snapshot_params
-from server.app import start_server
-from server.client import CheckReport, run_check
-from server.mutual_client import MutualReport, run_mutual
+from hexpsi.protocol.epoch.descriptor import Descriptor, snapshot_params
+from hexpsi.server.clients.check import CheckReport, run_check
+from hexpsi.server.clients.mutual import MutualReport, run_mutual
+from hexpsi.server.services.app import start_server
 from tests.security.leak_helpers import (
     EVALUATE,
     GET_DESCRIPTOR,

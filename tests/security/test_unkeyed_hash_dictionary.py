@@ -11,7 +11,7 @@ go through an OPRF whose key only the responder holds, so the same dictionary
 finds nothing in a real capture of hexpsi traffic or in a real snapshot.
 
 The timings are printed (``pytest -s``), never asserted. How the second test
-was checked to fail without its protection: ``protocol.snapshot.evaluate_chunk``
+was checked to fail without its protection: ``hexpsi.protocol.snapshot.build.evaluate_chunk``
 made (temporarily) to truncate ``sha256(token)`` instead of the OPRF output,
 and the recorded scenario rerun: the dictionary then inverted every responder
 token from the real snapshot values, and the test failed.
@@ -27,12 +27,12 @@ import time
 import h3.api.basic_int as h3
 import pytest
 
-from protocol.keys import epoch_keys
-from protocol.oprf import evaluate
-from protocol.padding import pad_values
-from protocol.snapshot import MODE
-from protocol.tokens import token_bytes
-from server.epochs import EpochStore
+from hexpsi.protocol.crypto.keys import epoch_keys
+from hexpsi.protocol.crypto.oprf import evaluate
+from hexpsi.protocol.geo.tokens import token_bytes
+from hexpsi.protocol.padding import pad_values
+from hexpsi.protocol.snapshot.build import MODE
+from hexpsi.server.node.epochs import EpochStore
 from tests.security.leak_helpers import (
     HASH_PREFIX_MIN,
     RES,

@@ -11,14 +11,14 @@
 How each was checked to fail without its protection (temporary edits in a copy
 of the tree, reverted):
 
-* keys reused across epochs (``protocol.keys`` binding the keys to a zero epoch
+* keys reused across epochs (``hexpsi.protocol.crypto.keys`` binding the keys to a zero epoch
   id): the two epochs' snapshots shared every real value (90 of 1,024) and the
   first test failed; the second test shows the same without an edit, by
   building two snapshots under one key;
-* blinds fixed (``protocol.oprf.blind`` using the scalar 7 for every input): the
+* blinds fixed (``hexpsi.protocol.crypto.oprf.blind`` using the scalar 7 for every input): the
   two queries for the same zone shared every real element and the check test
   failed (the wire scan still passed: fixed blinds are keyed, just linkable);
-* mutual keys fixed (``_Session._draw_key`` in ``protocol.mutual`` using the
+* mutual keys fixed (``_Session._draw_key`` in ``hexpsi.protocol.mutual.session`` using the
   scalar 7): the two sessions shared every element and the mutual test failed.
 """
 
@@ -27,10 +27,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from protocol.keys import epoch_keys
-from protocol.snapshot import build_snapshot, snapshot_params
-from protocol.tokens import responder_tokens
-from server.epochs import EpochStore
+from hexpsi.protocol.crypto.keys import epoch_keys
+from hexpsi.protocol.epoch.descriptor import snapshot_params
+from hexpsi.protocol.geo.tokens import responder_tokens
+from hexpsi.protocol.snapshot.build import build_snapshot
+from hexpsi.server.node.epochs import EpochStore
 from tests.security.leak_helpers import (
     EVALUATE,
     MUTUAL,

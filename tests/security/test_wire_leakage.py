@@ -12,7 +12,7 @@ frames, so a form cut by a frame boundary is still seen.
 How each was checked to fail without its protection (temporary edits in a copy
 of the tree, reverted):
 
-* blinding off (``protocol.oprf.blind`` using the scalar 1, so each blinded
+* blinding off (``hexpsi.protocol.crypto.oprf.blind`` using the scalar 1, so each blinded
   element is the unkeyed HashToGroup(token)): 212 ``oprf-hash-to-group(token)``
   hits, on the client side of the first connection onwards;
 * mutual blinding off (the mutual session key fixed to the scalar 1): 592
@@ -30,9 +30,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from server.app import start_server
-from server.client import run_check
-from server.mutual_client import run_mutual
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.clients.mutual import run_mutual
+from hexpsi.server.services.app import start_server
 from tests.security.leak_helpers import (
     EVALUATE,
     GET_SNAPSHOT,

@@ -25,17 +25,17 @@ import pytest
 import pytest_asyncio
 import tomli_w
 
-from protocol.descriptor import SignedDescriptor
-from protocol.group import hash_to_group
-from server.app import RunningServer, start_server
-from server.config import CONFIG_FILE
-from server.demo import free_loopback_port
-from server.epochs import EpochStore
-from server.node import Node, init_node
-from server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
+from hexpsi.protocol.crypto.group import hash_to_group
+from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.server.demo.scenario import free_loopback_port
+from hexpsi.server.node.config import CONFIG_FILE
+from hexpsi.server.node.directory import Node, init_node
+from hexpsi.server.node.epochs import EpochStore
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
+from hexpsi.server.services.app import RunningServer, start_server
 
 if TYPE_CHECKING:
-    from server.rpc.hexpsi.v1.check_pb2_grpc import CheckServiceAsyncStub
+    from hexpsi.server.rpc.hexpsi.v1.check_pb2_grpc import CheckServiceAsyncStub
 
 RES = 9
 RES_MIN = 5

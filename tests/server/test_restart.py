@@ -14,13 +14,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from protocol.budget import Window, cell_area_km2
-from protocol.errors import HexpsiError, Status
-from protocol.messages import Receipt
-from server.app import start_server
-from server.cli.main import main
-from server.client import run_check
-from server.rpc.hexpsi.v1 import check_pb2
+from hexpsi.protocol.budget import Window, cell_area_km2
+from hexpsi.protocol.check.messages import Receipt
+from hexpsi.protocol.errors import HexpsiError, Status
+from hexpsi.server.cli.main import main
+from hexpsi.server.clients.check import run_check
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2
+from hexpsi.server.services.app import start_server
 from tests.server.conftest import (
     PROPOSER,
     RES,

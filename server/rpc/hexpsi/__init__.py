@@ -1,1 +1,1 @@
-"""Generated gRPC/protobuf code for proto/hexpsi/v1 (python -m server.protogen); do not edit."""
+"""Generated gRPC/protobuf code for proto/hexpsi/v1 (python -m hexpsi.server.rpc.generate); do not edit."""

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from server.rpc.hexpsi.v1 import check_pb2 as server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2 as hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in server/rpc/hexpsi/v1/check_pb2_grpc.py depends on'
+        + ' but the generated code in hexpsi/server/rpc/hexpsi/v1/check_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,23 +37,23 @@ class CheckServiceStub:
         """
         self.GetDescriptor = channel.unary_unary(
                 '/hexpsi.v1.CheckService/GetDescriptor',
-                request_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorRequest.SerializeToString,
-                response_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorResponse.FromString,
+                request_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorRequest.SerializeToString,
+                response_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorResponse.FromString,
                 _registered_method=True)
         self.GetSnapshot = channel.unary_stream(
                 '/hexpsi.v1.CheckService/GetSnapshot',
-                request_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotRequest.SerializeToString,
-                response_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotResponse.FromString,
+                request_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotRequest.SerializeToString,
+                response_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotResponse.FromString,
                 _registered_method=True)
         self.Evaluate = channel.unary_unary(
                 '/hexpsi.v1.CheckService/Evaluate',
-                request_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateRequest.SerializeToString,
-                response_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateResponse.FromString,
+                request_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
         self.GetReceipt = channel.unary_unary(
                 '/hexpsi.v1.CheckService/GetReceipt',
-                request_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptRequest.SerializeToString,
-                response_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptResponse.FromString,
+                request_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptRequest.SerializeToString,
+                response_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptResponse.FromString,
                 _registered_method=True)
 
 
@@ -97,23 +97,23 @@ def add_CheckServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetDescriptor': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDescriptor,
-                    request_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorRequest.FromString,
-                    response_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorResponse.SerializeToString,
+                    request_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorRequest.FromString,
+                    response_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorResponse.SerializeToString,
             ),
             'GetSnapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.GetSnapshot,
-                    request_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotRequest.FromString,
-                    response_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotResponse.SerializeToString,
+                    request_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotRequest.FromString,
+                    response_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotResponse.SerializeToString,
             ),
             'Evaluate': grpc.unary_unary_rpc_method_handler(
                     servicer.Evaluate,
-                    request_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateRequest.FromString,
-                    response_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateResponse.SerializeToString,
+                    request_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateRequest.FromString,
+                    response_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateResponse.SerializeToString,
             ),
             'GetReceipt': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReceipt,
-                    request_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptRequest.FromString,
-                    response_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptResponse.SerializeToString,
+                    request_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptRequest.FromString,
+                    response_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -142,8 +142,8 @@ class CheckService:
             request,
             target,
             '/hexpsi.v1.CheckService/GetDescriptor',
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorRequest.SerializeToString,
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorResponse.FromString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorRequest.SerializeToString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetDescriptorResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -169,8 +169,8 @@ class CheckService:
             request,
             target,
             '/hexpsi.v1.CheckService/GetSnapshot',
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotRequest.SerializeToString,
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotResponse.FromString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotRequest.SerializeToString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -196,8 +196,8 @@ class CheckService:
             request,
             target,
             '/hexpsi.v1.CheckService/Evaluate',
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateRequest.SerializeToString,
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateResponse.FromString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateRequest.SerializeToString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.EvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -223,8 +223,8 @@ class CheckService:
             request,
             target,
             '/hexpsi.v1.CheckService/GetReceipt',
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptRequest.SerializeToString,
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptResponse.FromString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptRequest.SerializeToString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_check__pb2.GetReceiptResponse.FromString,
             options,
             channel_credentials,
             insecure,

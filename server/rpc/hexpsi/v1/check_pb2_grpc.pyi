@@ -15,7 +15,7 @@ packed back to back in one `bytes` field: N elements are exactly 32*N bytes.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from server.rpc.hexpsi.v1 import check_pb2 as _check_pb2
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2 as _check_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

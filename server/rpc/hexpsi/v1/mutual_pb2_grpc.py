@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from server.rpc.hexpsi.v1 import mutual_pb2 as server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2
+from hexpsi.server.rpc.hexpsi.v1 import mutual_pb2 as hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in server/rpc/hexpsi/v1/mutual_pb2_grpc.py depends on'
+        + ' but the generated code in hexpsi/server/rpc/hexpsi/v1/mutual_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,8 +37,8 @@ class MutualServiceStub:
         """
         self.Mutual = channel.stream_stream(
                 '/hexpsi.v1.MutualService/Mutual',
-                request_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualRequest.SerializeToString,
-                response_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualResponse.FromString,
+                request_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualRequest.SerializeToString,
+                response_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualResponse.FromString,
                 _registered_method=True)
 
 
@@ -60,8 +60,8 @@ def add_MutualServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Mutual': grpc.stream_stream_rpc_method_handler(
                     servicer.Mutual,
-                    request_deserializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualRequest.FromString,
-                    response_serializer=server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualResponse.SerializeToString,
+                    request_deserializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualRequest.FromString,
+                    response_serializer=hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,8 +90,8 @@ class MutualService:
             request_iterator,
             target,
             '/hexpsi.v1.MutualService/Mutual',
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualRequest.SerializeToString,
-            server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualResponse.FromString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualRequest.SerializeToString,
+            hexpsi_dot_server_dot_rpc_dot_hexpsi_dot_v1_dot_mutual__pb2.MutualResponse.FromString,
             options,
             channel_credentials,
             insecure,

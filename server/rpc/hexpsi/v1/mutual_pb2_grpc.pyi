@@ -27,7 +27,7 @@ INVALID_ARGUMENT (or the status the problem calls for).
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from server.rpc.hexpsi.v1 import mutual_pb2 as _mutual_pb2
+from hexpsi.server.rpc.hexpsi.v1 import mutual_pb2 as _mutual_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -1,0 +1,1 @@
+"""The check: its messages, the proposer and responder sessions, and evidence."""

@@ -1,0 +1,1 @@
+"""An epoch: the signed descriptor and starting a new one."""

@@ -1,0 +1,206 @@
+"""The signed epoch descriptor: what a responder commits to for one epoch.
+
+It names the node and epoch, when it was made and until when it holds, the
+resolutions, one VOPRF public key per token resolution, the snapshot's encoding
+parameters and Merkle root, the query limit and the output policy. The proposer
+rejects descriptors that are badly signed, for someone else, expired, or older
+than one it has already seen (a replayed descriptor from an earlier epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from nacl.signing import SigningKey, VerifyKey
+
+from hexpsi.protocol.crypto.group import ELEMENT_SIZE, validate_element
+from hexpsi.protocol.crypto.signing import verify_signature
+from hexpsi.protocol.encoding import Reader, Writer, tagged_hash
+from hexpsi.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    StaleError,
+    VerificationError,
+)
+from hexpsi.protocol.geo.resolution import check_resolutions, is_resolution
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, DIGEST_SIZE, EPOCH_ID_SIZE
+from hexpsi.protocol.snapshot.gcs import GcsParams
+
+DESCRIPTOR_LABEL = b"hexpsi/v1/descriptor"
+DIGEST_LABEL = b"hexpsi/v1/descriptor-digest"
+OUTPUT_POLICIES = ("cells", "count")
+MAX_NODE_SIZE = 63
+MAX_PARAMS_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """The fields a responder commits to for one epoch."""
+
+    node: str
+    epoch_id: bytes
+    sequence: int
+    created_at: float
+    valid_until: float
+    res: int
+    res_min: int
+    public_keys: Mapping[int, bytes] = field(hash=False)
+    snapshot_params: bytes
+    snapshot_root: bytes
+    snapshot_bytes: int
+    max_query_tokens: int
+    output_policy: str = "cells"
+
+    def __post_init__(self) -> None:
+        check_resolutions(self.res, self.res_min)
+        if len(self.epoch_id) != EPOCH_ID_SIZE:
+            raise LocalProtocolError(f"epoch id must be {EPOCH_ID_SIZE} bytes")
+        if sorted(self.public_keys) != list(range(self.res_min, self.res + 1)):
+            raise LocalProtocolError("descriptor needs one public key per resolution res_min..res")
+        if self.output_policy not in OUTPUT_POLICIES:
+            raise LocalProtocolError(f"output policy must be one of {OUTPUT_POLICIES}")
+        if not self.created_at < self.valid_until:
+            raise LocalProtocolError("descriptor must be valid for a positive time")
+        if len(self.snapshot_root) != DIGEST_SIZE:
+            raise LocalProtocolError(f"snapshot root must be {DIGEST_SIZE} bytes")
+        # Everything decode() would refuse is refused here, so every descriptor round-trips.
+        if len(self.node.encode("utf-8")) > MAX_NODE_SIZE:
+            raise LocalProtocolError(f"node name must be at most {MAX_NODE_SIZE} bytes")
+        if len(self.snapshot_params) > MAX_PARAMS_SIZE:
+            raise LocalProtocolError(f"snapshot parameters exceed {MAX_PARAMS_SIZE} bytes")
+        if not math.isfinite(self.created_at) or not math.isfinite(self.valid_until):
+            raise LocalProtocolError("descriptor times must be finite")
+        for name, value, bits in (
+            ("sequence", self.sequence, 64),
+            ("snapshot_bytes", self.snapshot_bytes, 64),
+            ("max_query_tokens", self.max_query_tokens, 32),
+        ):
+            if not 0 <= value < 1 << bits:
+                raise LocalProtocolError(f"{name} must fit in {bits} unsigned bits, got {value}")
+
+    def encode(self) -> bytes:
+        writer = (
+            Writer()
+            .fixed(DESCRIPTOR_LABEL, len(DESCRIPTOR_LABEL))
+            .text(self.node)
+            .fixed(self.epoch_id, EPOCH_ID_SIZE)
+            .u64(self.sequence)
+            .f64(self.created_at)
+            .f64(self.valid_until)
+            .u8(self.res)
+            .u8(self.res_min)
+        )
+        for resolution in range(self.res_min, self.res + 1):
+            writer.fixed(self.public_keys[resolution], ELEMENT_SIZE)
+        return (
+            writer.blob(self.snapshot_params)
+            .fixed(self.snapshot_root, DIGEST_SIZE)
+            .u64(self.snapshot_bytes)
+            .u32(self.max_query_tokens)
+            .text(self.output_policy)
+            .getvalue()
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Descriptor:
+        reader = Reader(data, what="epoch descriptor")
+        reader.expect(DESCRIPTOR_LABEL)
+        node = reader.text(max_size=MAX_NODE_SIZE)
+        epoch_id = reader.fixed(EPOCH_ID_SIZE)
+        sequence = reader.u64()
+        created_at = reader.f64()
+        valid_until = reader.f64()
+        res = reader.u8()
+        res_min = reader.u8()
+        if not (is_resolution(res) and is_resolution(res_min) and res_min <= res):
+            raise VerificationError("epoch descriptor holds impossible resolutions")
+        keys = {r: validate_element(reader.fixed(ELEMENT_SIZE)) for r in range(res_min, res + 1)}
+        params = reader.blob(max_size=MAX_PARAMS_SIZE)
+        root = reader.fixed(DIGEST_SIZE)
+        snapshot_bytes = reader.u64()
+        max_query_tokens = reader.u32()
+        policy = reader.text(max_size=16)
+        reader.end()
+        try:
+            return cls(
+                node=node,
+                epoch_id=epoch_id,
+                sequence=sequence,
+                created_at=created_at,
+                valid_until=valid_until,
+                res=res,
+                res_min=res_min,
+                public_keys=keys,
+                snapshot_params=params,
+                snapshot_root=root,
+                snapshot_bytes=snapshot_bytes,
+                max_query_tokens=max_query_tokens,
+                output_policy=policy,
+            )
+        except LocalProtocolError as error:
+            raise VerificationError(f"epoch descriptor is malformed: {error.message}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedDescriptor:
+    """A descriptor with its exact encoding and the responder's Ed25519 signature."""
+
+    descriptor: Descriptor
+    encoded: bytes
+    signature: bytes
+
+    @property
+    def digest(self) -> bytes:
+        """What transcripts and receipts bind to: a hash of the signed bytes."""
+        return tagged_hash(DIGEST_LABEL, self.encoded)
+
+    @classmethod
+    def sign(cls, descriptor: Descriptor, signing_key: SigningKey) -> SignedDescriptor:
+        encoded = descriptor.encode()
+        return cls(descriptor, encoded, signing_key.sign(encoded).signature)
+
+    @classmethod
+    def verify(
+        cls,
+        encoded: bytes,
+        signature: bytes,
+        verify_key: VerifyKey,
+        *,
+        now: float | None,
+        expected_node: str | None = None,
+        newer_than: int | None = None,
+    ) -> SignedDescriptor:
+        """Check signature, node, freshness and sequence; raise on any failure.
+
+        ``newer_than`` is the highest sequence already accepted from this node: an
+        older descriptor is a replay of a past epoch. ``now=None`` skips the
+        freshness checks, for evidence judged later by its receipt time.
+        """
+        verify_signature(
+            verify_key, encoded, signature, "epoch descriptor signature does not verify"
+        )
+        descriptor = Descriptor.decode(encoded)
+        if expected_node is not None and descriptor.node != expected_node:
+            raise VerificationError(
+                f"descriptor is for node {descriptor.node!r}, expected {expected_node!r}"
+            )
+        if now is not None and now > descriptor.valid_until:
+            raise StaleError(f"epoch descriptor of {descriptor.node!r} has expired")
+        if now is not None and now + CLOCK_SKEW_SECONDS < descriptor.created_at:
+            raise StaleError(f"epoch descriptor of {descriptor.node!r} is dated in the future")
+        if newer_than is not None and descriptor.sequence < newer_than:
+            raise StaleError(
+                f"epoch descriptor sequence {descriptor.sequence} is older than {newer_than} "
+                "already seen: a replay of a past epoch"
+            )
+        return cls(descriptor, bytes(encoded), bytes(signature))
+
+
+def snapshot_params(descriptor: Descriptor) -> GcsParams:
+    """The set-encoding parameters a descriptor commits to."""
+    try:
+        return GcsParams.decode(descriptor.snapshot_params)
+    except RemoteProtocolError as error:
+        raise VerificationError(f"descriptor holds bad snapshot parameters: {error}") from None

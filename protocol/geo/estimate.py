@@ -1,0 +1,49 @@
+"""How big a cover will be, before it is built.
+
+A fine resolution multiplies the cell count by 7 per level, so a radius that is
+harmless at resolution 9 is billions of cells at 15. Callers refuse such a
+cover before spending minutes and gigabytes on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.geo.cover import feature_to_cover
+from hexpsi.protocol.geo.shapes import Feature
+
+ESTIMATE_FROM_RES = 4
+"""Size estimates start here: the whole Earth has only 288,122 cells at resolution 4."""
+RELIABLE_ESTIMATE_CELLS = 500
+"""From this many coarse cells on, the coarse cover's edge band is a small share."""
+CHILDREN_PER_CELL = 7
+
+
+def _union_cover(features: Sequence[Feature], res: int) -> set[int]:
+    return set().union(*(feature_to_cover(feature, res) for feature in features))
+
+
+def check_cover_size(features: Sequence[Feature], res: int, max_cells: int) -> None:
+    """Refuse a cover that would be too large to build, before building it.
+
+    A fine resolution multiplies the cell count by 7 per level, so a radius that is
+    harmless at resolution 9 is billions of cells at 15. The union is covered at
+    coarser resolutions first (cheap: a fraction of the final size) and projected
+    down; a coarse cover over-counts only its edge band, so once it holds a few
+    hundred cells the projection is within a few percent of the real size. The
+    built cover is checked exactly afterwards as well.
+    """
+    if max_cells < 1:
+        raise InputError(f"--max-cells must be at least 1, got {max_cells}")
+    for coarse in range(min(ESTIMATE_FROM_RES, res), res):
+        count = len(_union_cover(features, coarse))
+        projected = count * CHILDREN_PER_CELL ** (res - coarse)
+        if projected <= max_cells:
+            return
+        if count >= RELIABLE_ESTIMATE_CELLS:
+            raise InputError(
+                f"the cover at resolution {res} would be about {projected:,} cells, "
+                f"more than --max-cells {max_cells:,}",
+                hint="use a coarser --res, or raise --max-cells",
+            )

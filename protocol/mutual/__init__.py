@@ -1,0 +1,1 @@
+"""Mutual proximity: its messages, the blinded sets and the two sessions."""

@@ -1,0 +1,150 @@
+"""The proposer's check over gRPC: fetch, verify, check, keep the evidence.
+
+``run_check`` is the whole check: descriptor (signature, freshness, no replay),
+snapshot (cached, resumable, verified), the verified evaluation, then the
+result, receipt and evidence bundle stored in the node directory and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hexpsi.protocol.check.evidence import export_evidence
+from hexpsi.protocol.check.session import CheckResult, ProposerCheck
+from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.server.clients.peer import PeerClient, Progress
+from hexpsi.server.node.directory import Node
+from hexpsi.server.node.files import atomic_write, ensure_private_dir, make_private_dir
+from hexpsi.server.node.snapshot_cache import SnapshotCache
+from hexpsi.server.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+CHECKS_DIR = "checks"
+
+
+@dataclass
+class CheckReport:
+    """A finished check as the proposer keeps it."""
+
+    peer: str
+    result: CheckResult
+    descriptor: SignedDescriptor
+    strike_cells: frozenset[int]
+    directory: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def receipt_id(self) -> str:
+        return self.result.receipt.receipt_id
+
+
+def _store_check(node: Node, report: CheckReport, evidence_json: bytes) -> None:
+    ensure_private_dir(report.directory.parent)
+    make_private_dir(report.directory)
+    atomic_write(report.directory / "evidence.json", evidence_json, mode=0o600)
+    atomic_write(report.directory / "receipt.bin", report.result.receipt.encode(), mode=0o600)
+
+
+async def run_check(
+    node: Node,
+    peer_name: str,
+    strike_cells: Iterable[int] | Callable[[int], Iterable[int]],
+    *,
+    plaintext: bool = False,
+    progress: Progress | None = None,
+    now: Callable[[], float] = time.time,
+    pool: WorkerPool | None = None,
+) -> CheckReport:
+    """One complete, verified check of ``strike_cells`` against ``peer_name``.
+
+    ``strike_cells`` are cells at the responder's ``res``, or a function that
+    covers the strike at a resolution: it is called with the ``res`` of the
+    peer's verified descriptor, which may differ from this node's own. Group work
+    runs on ``pool`` (the caller's, shared by its checks), or on one made for this call.
+    """
+    if pool is None:
+        with WorkerPool(name="hexpsi-check") as own:
+            return await run_check(
+                node,
+                peer_name,
+                strike_cells,
+                plaintext=plaintext,
+                progress=progress,
+                now=now,
+                pool=own,
+            )
+    peer = node.peer(peer_name)
+    cache = SnapshotCache(node.directory)
+    timings: dict[str, float] = {}
+    signer = peer.identity.signing_public_key
+    async with PeerClient(node, peer, plaintext=plaintext) as client:
+        started = time.perf_counter()
+        descriptor = await client.fetch_descriptor(
+            now=now(), newer_than=cache.latest_sequence(peer.name, signer)
+        )
+        cache.accept_sequence(peer.name, descriptor.descriptor.sequence, signer)
+        if callable(strike_cells):
+            cover = strike_cells
+            strike = frozenset(await asyncio.to_thread(cover, descriptor.descriptor.res))
+        else:
+            strike = frozenset(strike_cells)
+        cached = await asyncio.to_thread(cache.open, peer.name, descriptor)
+        timings["descriptor_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        await client.download_snapshot(cached, progress=progress)
+        timings["snapshot_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        session = ProposerCheck(
+            descriptor=descriptor,
+            responder_key=peer.identity.verify_key,
+            snapshot=cached.reader,
+            proposer=node.name,
+            strike_cells=strike,
+            rng=os.urandom,
+            mapper=pool.map,
+        )
+        query = await asyncio.to_thread(session.start)
+        response = await client.evaluate(query)
+        result = await asyncio.to_thread(session.finish, response)
+        timings["check_s"] = time.perf_counter() - started
+    evidence = await asyncio.to_thread(export_evidence, session)
+    report = CheckReport(
+        peer=peer.name,
+        result=result,
+        descriptor=descriptor,
+        strike_cells=strike,
+        directory=node.directory / CHECKS_DIR / result.receipt.receipt_id,
+        timings=timings,
+    )
+    await asyncio.to_thread(_store_check, node, report, evidence.to_json())
+    with node.open_audit_log() as audit:
+        audit.append(
+            "check",
+            peer.name,
+            {
+                "receipt_id": report.receipt_id,
+                "epoch_id": result.epoch_id.hex(),
+                "epoch_sequence": descriptor.descriptor.sequence,
+                "conflict": result.conflict,
+                "conflicting_tokens": len(result.conflicting_tokens),
+                "tokens_sent": result.tokens_sent,
+                "elements_sent": result.elements_sent,
+                "area_km2": result.receipt.area_km2,
+            },
+            now(),
+        )
+    log.info(
+        "check against %s: %s (%d conflicting tokens), receipt %s",
+        peer.name,
+        "CONFLICT" if result.conflict else "CLEAR",
+        len(result.conflicting_tokens),
+        report.receipt_id,
+    )
+    return report

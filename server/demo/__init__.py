@@ -1,0 +1,1 @@
+"""The demo scenario: two peers on loopback, the seeds data shipped inside the package."""

@@ -1,0 +1,61 @@
+"""Translation between the check's protobuf messages and ``protocol`` values.
+
+The only place that knows both sides: the servicer and the client call these
+functions so neither repeats a field mapping. Conversions from the wire raise
+``RemoteProtocolError`` for anything malformed, which the servicer turns into
+INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from hexpsi.protocol.check.messages import ElementGroup, EvaluatedGroup, Query, Receipt, Response
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2
+
+
+def query_to_request(query: Query) -> check_pb2.EvaluateRequest:
+    return check_pb2.EvaluateRequest(
+        session_id=query.session_id,
+        descriptor_digest=query.descriptor_digest,
+        groups=[
+            check_pb2.ElementGroup(resolution=group.resolution, elements=group.joined())
+            for group in query.groups
+        ],
+    )
+
+
+def request_to_query(request: check_pb2.EvaluateRequest) -> Query:
+    return Query(
+        session_id=request.session_id,
+        descriptor_digest=request.descriptor_digest,
+        groups=tuple(
+            ElementGroup.from_joined(group.resolution, group.elements) for group in request.groups
+        ),
+    )
+
+
+def response_to_message(response: Response) -> check_pb2.EvaluateResponse:
+    return check_pb2.EvaluateResponse(
+        session_id=response.session_id,
+        groups=[
+            check_pb2.EvaluatedGroup(
+                resolution=group.resolution, elements=b"".join(group.elements), proof=group.proof
+            )
+            for group in response.groups
+        ],
+        receipt=response.receipt.encode(),
+    )
+
+
+def message_to_response(message: check_pb2.EvaluateResponse) -> Response:
+    return Response(
+        session_id=message.session_id,
+        groups=tuple(
+            EvaluatedGroup(
+                group.resolution,
+                ElementGroup.from_joined(group.resolution, group.elements).elements,
+                group.proof,
+            )
+            for group in message.groups
+        ),
+        receipt=Receipt.decode(message.receipt),
+    )

@@ -1,0 +1,1 @@
+"""The gRPC services a node serves, and the server that runs them."""

@@ -1,0 +1,168 @@
+"""Start and stop a node's gRPC server: credentials, limits, health and reflection.
+
+``start_server`` binds (port 0 works, for tests) and returns a handle;
+``serve`` runs until SIGTERM/SIGINT, then marks health NOT_SERVING, lets calls
+in flight finish within a grace period and closes the node's databases.
+Mutual TLS is the default; plaintext is refused unless the listen address is a
+loopback address, where only local processes can reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import _async as health_aio  # published as grpc_health.v1.health.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hexpsi.protocol.errors import InputError
+from hexpsi.server.node.auditlog import AuditLog
+from hexpsi.server.node.config import parse_address
+from hexpsi.server.node.directory import Node
+from hexpsi.server.node.epochs import EpochStore
+from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
+from hexpsi.server.services.check import CheckServicer
+from hexpsi.server.services.current_epoch import EpochWatcher
+from hexpsi.server.services.gate import PeerGate
+from hexpsi.server.services.malformed import RejectMalformed
+from hexpsi.server.services.mutual import MutualServicer
+from hexpsi.server.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    check_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name,
+    mutual_pb2.DESCRIPTOR.services_by_name["MutualService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+SHUTDOWN_GRACE_SECONDS = 10.0
+MAX_CONCURRENT_STREAMS = 32
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def server_options(node: Node) -> list[tuple[str, int]]:
+    limit = node.config.limits.max_message_bytes
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+@dataclass
+class RunningServer:
+    """A started server and what must be closed with it."""
+
+    server: grpc.aio.Server
+    port: int
+    servicer: CheckServicer
+    health: health_aio.HealthServicer
+    ledger: Ledger
+    audit: AuditLog
+    pool: WorkerPool
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """NOT_SERVING first, then let calls in flight finish, then close the stores."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.pool.shutdown()
+        self.ledger.close()
+        self.audit.close()
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` to bind; port 0 lets the system choose a free port (tests, tools)."""
+    head, sep, port = address.rpartition(":")
+    if sep and port == "0":
+        host, _ = parse_address(f"{head}:1", what="listen")
+        return host, 0
+    return parse_address(address, what="listen")
+
+
+async def start_server(
+    node: Node, *, plaintext: bool = False, listen: str | None = None
+) -> RunningServer:
+    """Build and start the server for ``node`` on ``listen`` (default: its config).
+
+    ``RunningServer.port`` is the port actually bound (``listen`` may ask for port 0).
+    """
+    address = listen or node.config.listen
+    host, port = parse_listen(address)
+    if plaintext and not is_loopback(host):
+        raise InputError(
+            f"refusing plaintext on {address}: plaintext is only for loopback testing",
+            hint="listen on 127.0.0.1 or drop --plaintext to use mutual TLS",
+        )
+    credentials = None
+    if not plaintext:
+        # Before any store is opened: a node that pinned nobody is refused here.
+        credentials = grpc.ssl_server_credentials(
+            [(node.tls_key_pem, node.tls_certificate_pem)],
+            root_certificates=node.trusted_roots_pem(),
+            require_client_auth=True,
+        )
+    ledger = node.open_ledger()
+    audit = node.open_audit_log()
+    # One pool, one gate and one view of the current epoch for every service.
+    pool = WorkerPool(name="hexpsi-serve")
+    gate = PeerGate(node, plaintext=plaintext)
+    epochs = EpochWatcher(EpochStore(node))
+    servicer = CheckServicer(
+        node, ledger=ledger, audit=audit, gate=gate, epochs=epochs, pool=pool, plaintext=plaintext
+    )
+    server = grpc.aio.server(options=server_options(node), interceptors=[RejectMalformed()])
+    check_pb2_grpc.add_CheckServiceServicer_to_server(servicer, server)
+    mutual = MutualServicer(node, ledger=ledger, audit=audit, gate=gate, epochs=epochs, pool=pool)
+    mutual_pb2_grpc.add_MutualServiceServicer_to_server(mutual, server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(bind)
+        else:
+            bound = server.add_secure_port(bind, credentials)
+    except RuntimeError as exc:
+        pool.shutdown()
+        ledger.close()
+        audit.close()
+        raise InputError(f"cannot listen on {address}: {exc}") from None
+    await server.start()
+    for name in ("", *SERVICE_NAMES[:2]):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
+    log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
+    return RunningServer(server, bound, servicer, health, ledger, audit, pool)
+
+
+async def serve(node: Node, *, plaintext: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start_server(node, plaintext=plaintext)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: health NOT_SERVING, finishing calls in flight")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await running.stop()

@@ -1,0 +1,294 @@
+"""The responder's side of the mutual check over gRPC: one bidirectional stream per session.
+
+Order inside a call: identify the caller and take one of its session slots
+(the same gate as the check service), read the start, validate it against the
+current epoch (no group work yet), claim the session id, charge one mutual
+check against the caller's allowance for the window, accept. Then two lanes
+run at once: the responder's own set is blinded and streamed out while the
+proposer's set is read and double-blinded as it arrives, so the responder's
+work on its own map overlaps with waiting for the proposer's. After the
+commitment comes the sorted answer, the proposer's reveal, and its signed
+statement, which is countersigned only if it matches what the responder
+counted itself. Group work runs in worker threads through a thread-pool
+``map`` (libsodium releases the GIL), never on the event loop.
+
+Every error a peer can provoke ends the call with the status the protocol
+chose; a session that was charged leaves an audit entry whether it completed
+or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TypeVar
+
+import grpc
+
+from hexpsi.protocol.errors import DeadlineExceeded, HexpsiError, RemoteProtocolError
+from hexpsi.protocol.mutual.messages import MutualReceipt
+from hexpsi.protocol.mutual.session import ResponderMutual
+from hexpsi.protocol.parallel import Mapper
+from hexpsi.protocol.randomness import RandomBytes
+from hexpsi.server.node.auditlog import AuditLog
+from hexpsi.server.node.directory import Node, Peer
+from hexpsi.server.node.epochs import ServedEpoch
+from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.node.mutual_records import (
+    AUDIT_KIND,
+    completed_details,
+    failed_details,
+    store_receipt,
+)
+from hexpsi.server.rpc.hexpsi.v1 import mutual_pb2, mutual_pb2_grpc
+from hexpsi.server.rpc.mutual_convert import (
+    accept_response,
+    chunk_response,
+    countersignature_response,
+    read_commitment,
+    read_finish,
+    read_request_chunk,
+    read_start,
+)
+from hexpsi.server.rpc.status import abort
+from hexpsi.server.services.current_epoch import EpochWatcher
+from hexpsi.server.services.gate import PeerGate
+from hexpsi.server.workers import WorkerPool, in_threads
+
+log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 120.0
+"""How long the responder waits for the proposer's next message, or for it to read one."""
+T = TypeVar("T")
+
+
+def _seen(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class ProposerStream:
+    """The proposer's messages, each awaited at most ``idle_seconds``."""
+
+    def __init__(
+        self, requests: AsyncIterator[mutual_pb2.MutualRequest], idle_seconds: float
+    ) -> None:
+        self._requests = aiter(requests)
+        self.idle_seconds = idle_seconds
+
+    async def next(self, due: str) -> mutual_pb2.MutualRequest:
+        try:
+            return await asyncio.wait_for(anext(self._requests), self.idle_seconds)
+        except StopAsyncIteration:
+            raise RemoteProtocolError(
+                f"the proposer ended the stream where {due} was due"
+            ) from None
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the proposer sent nothing for {self.idle_seconds:.0f} s where {due} was due"
+            ) from None
+
+
+class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
+    """``hexpsi.v1.MutualService`` for one node."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        ledger: Ledger,
+        audit: AuditLog,
+        gate: PeerGate,
+        clock: Callable[[], float] = time.time,
+        rng: RandomBytes = os.urandom,
+        epochs: EpochWatcher,
+        pool: WorkerPool,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self.node = node
+        self.ledger = ledger
+        self.audit = audit
+        self.gate = gate
+        self.clock = clock
+        self.rng = rng
+        self.idle_seconds = idle_seconds
+        self.epochs = epochs
+        # The server's pool, shared with every other service; the server shuts it down.
+        self.pool = pool
+
+    async def Mutual(  # type: ignore[override]
+        self,
+        request_iterator: AsyncIterator[mutual_pb2.MutualRequest],
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> None:
+        """One session; answers go out with ``context.write``, each within ``idle_seconds``.
+
+        A coroutine rather than an async generator (the generated stubs only know
+        the latter) because a generator suspended in ``yield`` cannot time out: a
+        proposer that stops reading would hold one of its call slots until its own
+        deadline, if it set one. Waiting for the proposer to read is bounded like
+        waiting for it to send.
+        """
+        try:
+            peer = self.gate.caller(context)
+            with self.gate.session_slot(peer):
+                stream = ProposerStream(request_iterator, self.idle_seconds)
+                session = self._session(peer, stream)
+                try:
+                    async for response in session:
+                        if not await self._write(context, response, peer):
+                            return
+                finally:
+                    await session.aclose()
+        except HexpsiError as error:
+            await abort(context, error)
+
+    async def _write(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        response: mutual_pb2.MutualResponse,
+        peer: Peer,
+    ) -> bool:
+        """Send ``response``; False if the proposer stopped reading (the status is then
+        set) or went away.
+
+        Returning rather than aborting frees the slot at once: an abort would wait
+        behind the messages the stalled reader has not taken.
+        """
+        try:
+            await asyncio.wait_for(context.write(response), self.idle_seconds)
+        except TimeoutError:
+            log.warning("%s stopped reading its mutual check; ending the call", peer.name)
+            context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+            context.set_details(f"the proposer read nothing for {self.idle_seconds:.0f} s")
+            return False
+        except grpc.aio.InternalError:
+            # The proposer cancelled or hung up: nobody is left to answer.
+            log.info("%s left its mutual check", peer.name)
+            return False
+        return True
+
+    async def _session(
+        self, peer: Peer, stream: ProposerStream
+    ) -> AsyncGenerator[mutual_pb2.MutualResponse, None]:
+        start = read_start(await stream.next("the start"))
+        epoch = self.epochs.get()
+        session = await asyncio.to_thread(self._open, peer, epoch, self.pool.map)
+        now = self.clock()
+        accept = await asyncio.to_thread(session.receive_start, start, now=now)
+        await asyncio.to_thread(self.ledger.claim_session, peer.name, start.session_id, now)
+        charge = await asyncio.to_thread(
+            self.ledger.charge_count,
+            peer.name,
+            "mutual",
+            limit=self.node.config.budget.mutual_checks_per_window,
+            window_seconds=peer.window_seconds,
+            now=now,
+        )
+        charged: dict[str, object] = {
+            "epoch_sequence": epoch.sequence,
+            "own_cells": len(session.cells),
+            "checks_left_in_window": int(charge.remaining),
+            "window_resets_at": charge.window.end,
+        }
+        try:
+            yield accept_response(accept)
+            async for response in self._exchange(session, stream):
+                yield response
+            receipt = await self._countersign(session, stream)
+            await asyncio.to_thread(self._record, peer, receipt, charged)
+        except (Exception, asyncio.CancelledError, GeneratorExit) as error:
+            # When both lanes fail, the one that parked the session says why.
+            cause = session.failure if isinstance(error, HexpsiError) else None
+            self._record_failure(peer, session, cause or error, charged)
+            if cause is not None and cause is not error:
+                raise cause from None
+            raise
+        log.info(
+            "mutual check for %s: %d shared cells at res %d, receipt %s",
+            peer.name,
+            receipt.statement.shared_cells,
+            receipt.statement.res,
+            receipt.receipt_id,
+        )
+        yield countersignature_response(receipt.responder_signature)
+
+    def _open(self, peer: Peer, epoch: ServedEpoch, mapper: Mapper) -> ResponderMutual:
+        return ResponderMutual(
+            descriptor=epoch.descriptor,
+            signing_key=self.node.signing_key,
+            proposer=peer.name,
+            proposer_key=peer.identity.verify_key,
+            cells=epoch.protected_cells(),
+            points=epoch.mutual_points(mapper),
+            rng=self.rng,
+            mapper=mapper,
+        )
+
+    async def _exchange(
+        self, session: ResponderMutual, stream: ProposerStream
+    ) -> AsyncIterator[mutual_pb2.MutualResponse]:
+        """Both blinded sets at once, then the commitment and the sorted answer."""
+        incoming = asyncio.create_task(self._receive_proposer_set(session, stream))
+        # If the call ends first (the proposer went away), the lane's own error is moot:
+        # marked as seen, asyncio does not report it as lost.
+        incoming.add_done_callback(_seen)
+        try:
+            async for chunk in in_threads(session.own_chunks()):
+                if incoming.done():
+                    incoming.result()  # a bad proposer chunk ends the call now
+                yield chunk_response("blinded", chunk)
+            await incoming
+        finally:
+            incoming.cancel()
+        commitment = read_commitment(await stream.next("the commitment"))
+        session.receive_commitment(commitment)
+        for chunk in await asyncio.to_thread(session.answer):
+            yield chunk_response("double_blinded", chunk)
+
+    async def _receive_proposer_set(self, session: ResponderMutual, stream: ProposerStream) -> None:
+        while not session.proposer_set_complete:
+            message = await stream.next("a chunk of the proposer's blinded set")
+            chunk = read_request_chunk(message, "blinded")
+            await asyncio.to_thread(session.receive_proposer_chunk, chunk)
+
+    async def _countersign(self, session: ResponderMutual, stream: ProposerStream) -> MutualReceipt:
+        while not session.reveal_complete:
+            message = await stream.next("a chunk of the double-blinded responder set")
+            chunk = read_request_chunk(message, "double_blinded")
+            await asyncio.to_thread(session.receive_reveal_chunk, chunk)
+        finish = read_finish(await stream.next("the signed statement"))
+        return await asyncio.to_thread(session.countersign, finish, now=self.clock())
+
+    def _record(self, peer: Peer, receipt: MutualReceipt, charged: dict[str, object]) -> None:
+        store_receipt(self.node, receipt)
+        self.audit.append(
+            AUDIT_KIND,
+            peer.name,
+            completed_details(receipt, role="responder", **charged),
+            self.clock(),
+        )
+
+    def _record_failure(
+        self,
+        peer: Peer,
+        session: ResponderMutual,
+        error: BaseException,
+        charged: dict[str, object],
+    ) -> None:
+        """Log a charged session that did not complete, with the count if we had counted."""
+        learned = {} if session.shared_cells is None else {"shared_cells": session.shared_cells}
+        details = failed_details(
+            role="responder",
+            session_id=session.session_id,
+            error=error,
+            **charged,
+            **learned,
+        )
+        try:
+            self.audit.append(AUDIT_KIND, peer.name, details, self.clock())
+        except HexpsiError:
+            log.exception("could not log the failed mutual check of %s", peer.name)
