@@ -1,6 +1,6 @@
 """The responder's append-only, hash-chained, signed audit log (``audit.sqlite3``).
 
-protocol/audit.py defines the chain; this module stores it. Each append reads
+``protocol.audit`` defines the chain; this module stores it. Each append reads
 the newest entry, signs the next one and moves the signed head in one
 transaction, so two writers can never fork the chain. Triggers refuse UPDATE and
 DELETE on entries, which stops accidents; deliberate tampering with the file

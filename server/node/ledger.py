@@ -1,6 +1,6 @@
 """What each peer has spent, persisted: area per window, mutual checks, session ids.
 
-The decisions are protocol/budget.py's; this module makes them durable and
+The decisions are ``protocol.budget``'s; this module makes them durable and
 atomic. A charge reads what the peer spent in the window, decides and records
 the new total inside one ``BEGIN IMMEDIATE`` transaction, so concurrent
 evaluations (threads, processes, replicas sharing the file) cannot both see the

@@ -10,7 +10,7 @@ the same serialized messages and the same DATA byte counts.
 How each was checked to fail without its protection (temporary edits in a copy
 of the tree, reverted):
 
-* query padding off (``size_bucket`` in ``protocol/check.py`` returning the real
+* query padding off (``size_bucket`` in ``protocol/check/session.py`` returning the real
   count, on both sides, since the responder refuses unpadded groups): the 65- and
   72-cell queries differed by 7 elements (224 bytes) and the query test failed;
 * snapshot padding off (``SnapshotPlan.for_tokens`` padding to the real count):
