@@ -1,30 +1,51 @@
-"""Area budgets: how much ground a peer may query per window, as pure logic.
+"""Budgets: how much of my map a peer may probe in any rolling window, as pure logic.
 
-The responder cannot see which cells a proposer asks about, but it sees each
-blinded element's declared resolution. A token at resolution ``r`` covers
-``7**(res - r)`` finest cells, so the area charged is known without seeing the
-token. A token declared finer than it really is matches nothing (it is
-evaluated under the wrong resolution's key), so lying only costs the liar.
+The budget is the one defence against sweeping, so every operation that can
+reveal my cells to a peer is charged to that peer's one area budget, at the
+most it could reveal if it cheats:
 
-Windows are fixed and aligned to the Unix epoch (``floor(now / window)``) so
-"when does it reset" has one answer that survives restarts. The server
-persists spending per (peer, window start); this module decides.
+- a check, by the area of its query elements, padding included. The responder
+  cannot see which cells are asked about, but it sees each blinded element's
+  declared resolution: a token at resolution ``r`` covers ``7**(res - r)``
+  finest cells, so the area is known without seeing the token (a token
+  declared finer than it is matches nothing: lying only costs the liar);
+- a mutual check, by the other side's padded set size S at the agreed
+  resolution, ``S × cell area``: a peer that blinds its elements under
+  different keys learns, for about S chosen cells, whether each is in my map.
+
+Peers can collude, each staying within its own budget, so a node-wide
+allowance bounds what all of them together may probe, charged beside each
+peer's own.
+
+What "km²" means: cells × H3's *average* cell area at the resolution charged
+(:func:`cell_area_km2`). Real cells vary with latitude (around 34°N they are
+about 10 % larger than average, up to about 1.2× in Syria), so the ground a
+budget covers varies too; what it really bounds is a number of cells.
+
+Windows roll: what counts is the sum over the last W hours, so nobody spends a
+budget twice across a boundary. A refusal says when enough frees up, in RFC
+3339 UTC and from now. The server keeps every charge with its time; this
+module decides.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import h3.api.basic_int as h3
 
 from hexpsi.protocol.errors import BudgetExhausted, InputError
+from hexpsi.protocol.geo.resolution import check_resolution
+from hexpsi.protocol.times import moment_from_now
+
+AREA_UNIT = "km²"
 
 
 def cell_area_km2(res: int) -> float:
     """Average area of one H3 cell at ``res``, the unit every charge is made of."""
-    return float(h3.average_hexagon_area(res, unit="km^2"))
+    return float(h3.average_hexagon_area(check_resolution(res), unit="km^2"))
 
 
 def query_area_km2(group_sizes: Mapping[int, int], res: int) -> float:
@@ -42,73 +63,126 @@ def query_area_km2(group_sizes: Mapping[int, int], res: int) -> float:
     return finest_cells * cell_area_km2(res)
 
 
+def set_area_km2(set_size: int, res: int) -> float:
+    """What a mutual check against a padded set of ``set_size`` elements can reveal."""
+    if isinstance(set_size, bool) or not isinstance(set_size, int) or set_size < 0:
+        raise InputError(f"a set size must be a count, got {set_size!r}")
+    return set_size * cell_area_km2(res)
+
+
 @dataclass(frozen=True, slots=True)
-class Window:
-    """The fixed window containing a moment: [start, start + length)."""
+class Allowance:
+    """At most ``limit`` over any ``window_seconds``: one budget, with what to call it."""
 
-    start: float
-    length: float
+    limit: float
+    window_seconds: float
+    name: str = "area budget"
+    unit: str = AREA_UNIT
 
-    @property
-    def end(self) -> float:
-        """When the window resets: exactly the next aligned window's start."""
-        index = round(self.start / self.length)
-        if index * self.length == self.start:
-            return (index + 1) * self.length
-        return self.start + self.length
-
-    @classmethod
-    def containing(cls, now: float, length_seconds: float) -> Window:
-        """The window ``[k * length, (k + 1) * length)`` that holds ``now``.
-
-        Boundaries are the float products ``k * length``, so consecutive windows meet
-        exactly. ``now / length`` is rounded, so near a boundary its floor can name
-        the neighbouring window; the products decide.
-        """
-        if not (math.isfinite(length_seconds) and length_seconds > 0):
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not (math.isfinite(self.limit) and self.limit >= 0):
+            raise InputError(f"a budget must be a finite number >= 0, got {self.limit!r}")
+        if not (math.isfinite(self.window_seconds) and self.window_seconds > 0):
             raise InputError(
-                f"budget window must be a positive number of seconds, got {length_seconds}"
+                f"a budget window must be a positive number of seconds, got {self.window_seconds}"
             )
-        if not math.isfinite(now):
-            raise InputError(f"the time must be a finite number of seconds, got {now}")
-        index = math.floor(now / length_seconds)
-        if index * length_seconds > now:
-            index -= 1
-        elif (index + 1) * length_seconds <= now:
-            index += 1
-        return cls(index * length_seconds, length_seconds)
+
+    def describe(self) -> str:
+        """``bravo's area budget (20 km² per 24 h)``, ``… allowance (12 per 24 h)``."""
+        hours = self.window_seconds / 3600
+        if self.unit == AREA_UNIT:
+            return f"{self.name} ({self.limit:,.6g} {self.unit} per {hours:g} h)"
+        return f"{self.name} ({self.limit:,.0f} per {hours:g} h)"
+
+    def amount(self, value: float) -> str:
+        """``12.345 km²`` or ``3 checks``."""
+        if self.unit == AREA_UNIT:
+            return f"{value:,.3f} {self.unit}"
+        return f"{value:,.0f} {self.unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Spending:
+    """One past charge: when, and how much."""
+
+    at: float
+    amount: float
 
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    """An approved charge: what was spent and what is left in the window."""
+    """An approved charge: what was spent before it in the window and what is left."""
 
     amount: float
     spent_before: float
-    limit: float
-    window: Window
+    allowance: Allowance
 
     @property
     def remaining(self) -> float:
-        return max(0.0, self.limit - self.spent_before - self.amount)
+        return max(0.0, self.allowance.limit - self.spent_before - self.amount)
+
+
+def in_window(history: Iterable[Spending], allowance: Allowance, now: float) -> list[Spending]:
+    """The charges that still count at ``now``: made within the last window, oldest first."""
+    start = now - allowance.window_seconds
+    return sorted((s for s in history if start < s.at <= now), key=lambda s: s.at)
+
+
+def frees_at(
+    history: Sequence[Spending], amount: float, allowance: Allowance, now: float
+) -> float | None:
+    """The earliest moment from which ``amount`` fits, or None if it never can.
+
+    Charges leave the window one by one as they age past it; the first moment
+    at which what is left of them plus ``amount`` fits under the limit is when
+    enough has freed up.
+    """
+    if amount > allowance.limit:
+        return None
+    counting = in_window(history, allowance, now)
+    spent = math.fsum(s.amount for s in counting)
+    if spent + amount <= allowance.limit:
+        return now
+    for spending in counting:
+        spent -= spending.amount
+        if spent + amount <= allowance.limit:
+            return spending.at + allowance.window_seconds
+    return now
 
 
 def decide_charge(
-    *, amount: float, spent_in_window: float, limit: float, window: Window, unit: str = "km²"
+    *,
+    amount: float,
+    history: Sequence[Spending],
+    allowance: Allowance,
+    now: float,
+    what: str = "this request",
 ) -> Charge:
-    """Approve ``amount`` if it fits in what is left of ``limit``; raise otherwise.
+    """Approve ``amount`` if it fits in what the last window left of ``allowance``.
 
-    Raises :class:`BudgetExhausted` carrying what remains and when the window resets,
-    so the refusal tells the peer exactly how long to wait or how much smaller to ask.
+    Raises :class:`BudgetExhausted` naming the budget, what is left and when
+    enough frees up (``what`` names the request in the message).
     """
     if amount < 0 or not math.isfinite(amount):
         raise InputError(f"cannot charge {amount}")
-    left = max(0.0, limit - spent_in_window)
-    if amount > left:
+    counting = in_window(history, allowance, now)
+    spent = math.fsum(s.amount for s in counting)
+    left = max(0.0, allowance.limit - spent)
+    if amount <= left:
+        return Charge(amount=amount, spent_before=spent, allowance=allowance)
+    needs = "could expose up to" if allowance.unit == AREA_UNIT else "needs"
+    asked = f"{what} {needs} {allowance.amount(amount)}"
+    when = frees_at(counting, amount, allowance, now)
+    if when is None:
         raise BudgetExhausted(
-            f"query needs {amount:.3f} {unit} but only {left:.3f} {unit} of {limit:.3f} {unit} "
-            f"remain in this window; the window resets at {window.end:.0f} (Unix time)",
+            f"{asked}, more than {allowance.describe()} allows at all",
             remaining=left,
-            resets_at=window.end,
+            frees_at=None,
+            hint="ask for less at a time, or have the operator raise the budget",
         )
-    return Charge(amount=amount, spent_before=spent_in_window, limit=limit, window=window)
+    raise BudgetExhausted(
+        f"{asked}; {allowance.amount(left)} of {allowance.describe()} is left; "
+        f"enough frees up at {moment_from_now(when, now)}",
+        remaining=left,
+        frees_at=when,
+    )

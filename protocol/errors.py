@@ -80,14 +80,21 @@ class StaleError(RemoteProtocolError):
 
 
 class BudgetExhausted(HexpsiError):
-    """A peer asked for more area (or more mutual checks) than its window allows."""
+    """A request needs more of a budget than its window has left.
+
+    ``remaining`` is what is left now; ``frees_at`` is when enough will have
+    freed up (Unix seconds), or None if the request is larger than the whole
+    budget.
+    """
 
     default_status = Status.RESOURCE_EXHAUSTED
 
-    def __init__(self, message: str, *, remaining: float, resets_at: float) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, remaining: float, frees_at: float | None, hint: str = ""
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.remaining = remaining
-        self.resets_at = resets_at
+        self.frees_at = frees_at
 
 
 class NotFound(HexpsiError):

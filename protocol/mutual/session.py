@@ -150,6 +150,19 @@ def _check_chunk_size(size: int) -> int:
     return size
 
 
+def check_start(start: MutualStart, descriptor: SignedDescriptor, *, now: float) -> None:
+    """Whether a proposer's opening is for this responder epoch, while it is valid.
+
+    Cheap and needs no map: a server checks it before it charges or loads anything.
+    """
+    if start.descriptor_digest != descriptor.digest:
+        raise StaleError(
+            "the mutual check names another epoch descriptor; fetch the current one and retry"
+        )
+    if now > descriptor.descriptor.valid_until:
+        raise StaleError("this epoch has expired; fetch the new descriptor and retry")
+
+
 # --- sessions -----------------------------------------------------------------------
 
 
@@ -238,6 +251,19 @@ class _Session:
         self.shared_cells: int | None = None
         self.failure: HexpsiError | None = None
         """The error that parked the session in ERROR: the cause, when lanes fail together."""
+
+    def release(self) -> None:
+        """Drop the sets and keys the session holds; it is unusable afterwards.
+
+        A server calls this when a call ends, however it ends, so a failed
+        session's memory does not wait for the garbage collector (an error that
+        parked the session refers back to it through its traceback).
+        """
+        self.points = None
+        self.cells = frozenset()
+        self._key = None
+        self.failure = None
+        self.state = State.ERROR
 
     def fail(self, error: HexpsiError) -> None:
         """Park the session in ERROR, remembering the first error as the cause."""
@@ -374,6 +400,15 @@ class ProposerMutual(_Session):
         """``D_A`` as received: the proposer's elements double-blinded, in sorted order."""
         self._last_double = b""
         self._finish: MutualFinish | None = None
+        self._revealed_at_all = False
+
+    def release(self) -> None:
+        super().release()
+        self._responder_set = None
+        self._finals = []
+        self._double_b = []
+        self._double_a = None
+        self.received_doubles = []
 
     @_step
     def start(self) -> MutualStart:
@@ -453,10 +488,16 @@ class ProposerMutual(_Session):
         if self._double_a.complete:
             self.state = State.ANSWERED
 
+    @property
+    def revealed(self) -> bool:
+        """Whether D_B (what depends on the responder's set) was handed out."""
+        return self._revealed_at_all
+
     @_step
     def reveal(self) -> list[ElementChunk]:
         """D_B, the committed set, in chunks; the proposer counts the matches here."""
         self._expect(State.ANSWERED)
+        self._revealed_at_all = True
         self.shared_cells = len(set(self.received_doubles).intersection(self._double_b))
         self.state = State.REVEALED
         return split_chunks(self._double_b, self.chunk_elements)
@@ -536,17 +577,19 @@ class ResponderMutual(_Session):
         self._last_double = b""
         self._revealed: set[bytes] = set()
 
+    def release(self) -> None:
+        super().release()
+        self._proposer_set = None
+        self._doubles = []
+        self._double_a = []
+        self._double_b = None
+        self._revealed = set()
+
     @_step
     def receive_start(self, start: MutualStart, *, now: float) -> MutualAccept:
         """Validate the opening (no group work yet); the server charges before answering."""
         self._expect(State.IDLE)
-        d = self.descriptor.descriptor
-        if start.descriptor_digest != self.descriptor.digest:
-            raise StaleError(
-                "the mutual check names another epoch descriptor; fetch the current one and retry"
-            )
-        if now > d.valid_until:
-            raise StaleError("this epoch has expired; fetch the new descriptor and retry")
+        check_start(start, self.descriptor, now=now)
         self.session_id = start.session_id
         self.proposer_epoch_id = start.proposer_epoch_id
         self.proposer_set_size = start.proposer_set_size

@@ -23,11 +23,18 @@ from typing import Any
 
 import grpc
 
-from hexpsi.protocol.errors import HexpsiError, LocalProtocolError, RemoteProtocolError
+from hexpsi.protocol.budget import set_area_km2
+from hexpsi.protocol.errors import (
+    HexpsiError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ResourceExhausted,
+)
 from hexpsi.protocol.mutual.session import MutualResult, ProposerMutual
 from hexpsi.server.clients.peer import PeerClient
-from hexpsi.server.node.directory import Node
+from hexpsi.server.node.directory import Node, Peer
 from hexpsi.server.node.epochs import EpochStore
+from hexpsi.server.node.ledger import Admission, Operation
 from hexpsi.server.node.mutual_records import (
     AUDIT_KIND,
     completed_details,
@@ -187,12 +194,21 @@ async def run_mutual(
         stub = mutual_pb2_grpc.MutualServiceStub(client.channel)
         call: Call = stub.Mutual(None, timeout=MUTUAL_TIMEOUT_SECONDS, metadata=client.metadata)
         stream = ResponderStream(call, client)
+        admission: Admission | None = None
         try:
             await stream.send(start_request(start))
-            session.accept(read_accept(await stream.next("the accept")))
+            accept = read_accept(await stream.next("the accept"))
+            admission = await asyncio.to_thread(
+                _admit_responder_set, node, peer, accept.responder_set_size, session.res, now()
+            )
+            session.accept(accept)
             result = await _exchange(session, stream, now, timings)
         except (Exception, asyncio.CancelledError) as error:
             call.cancel()
+            if admission is not None:
+                # Refunded if nothing of ours that depends on the responder's set went out.
+                settle = _confirm if session.revealed else _refund
+                await asyncio.to_thread(settle, node, admission)
             # When both lanes fail, the one that parked the session says why.
             cause = session.failure if isinstance(error, HexpsiError) else None
             _log_failure(node, peer.name, session, cause or error, now())
@@ -211,6 +227,8 @@ async def run_mutual(
         epoch_sequence=epoch.sequence,
     )
     await asyncio.to_thread(_log, node, peer.name, details, now())
+    assert admission is not None
+    await asyncio.to_thread(_confirm, node, admission)
     log.info(
         "mutual check with %s: %d shared cells, receipt %s",
         peer.name,
@@ -218,6 +236,41 @@ async def run_mutual(
         result.receipt.receipt_id,
     )
     return MutualReport(peer.name, result, epoch.sequence, receipt_file, timings)
+
+
+def _admit_responder_set(node: Node, peer: Peer, size: int, res: int, now: float) -> Admission:
+    """Charge what the responder could learn of our map before anything of ours goes out.
+
+    A responder that blinds its set under different keys learns, from the
+    double-blinded copy of its set we reveal, whether each of about ``size``
+    cells it chose is in our map: the call costs ``size`` cells of our budget
+    for that peer (and of the node-wide one), or is refused here.
+    """
+    if size > peer.max_set_size:
+        raise ResourceExhausted(
+            f"{peer.name} answers a mutual check with a set of {size:,} elements, more than "
+            f"the {peer.max_set_size:,} this node accepts from it",
+            hint="the operator sets it with max_set_size in the peer's file",
+        )
+    with node.open_ledger() as ledger:
+        return ledger.admit(
+            peer.name,
+            operation=Operation.MUTUAL_OUT,
+            area_km2=set_area_km2(size, res),
+            allowances=node.allowances(peer, Operation.MUTUAL_OUT),
+            now=now,
+            what=f"a mutual check with {peer.name} ({size:,} elements)",
+        )
+
+
+def _refund(node: Node, admission: Admission) -> None:
+    with node.open_ledger() as ledger:
+        ledger.refund(admission.charge_id)
+
+
+def _confirm(node: Node, admission: Admission) -> None:
+    with node.open_ledger() as ledger:
+        ledger.confirm(admission.charge_id)
 
 
 def _log(node: Node, peer: str, details: dict[str, Any], when: float) -> None:

@@ -88,6 +88,9 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     max_query_tokens: int = 4096
     max_sessions_per_peer: int = 4
+    max_mutual_set_size: int = 1 << 18
+    """Largest padded set a mutual check with a peer may use, either side's (a peer file
+    may set its own); budgets bound it further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class Budget:
     km2_per_window: float = 1000.0
     window_hours: float = 24.0
     mutual_checks_per_window: int = 12
+    node_km2_per_window: float = 5000.0
+    """What all peers together may probe per window: peers can collude."""
 
     @property
     def window_seconds(self) -> float:
@@ -150,6 +155,9 @@ class NodeConfig:
             mutual_checks_per_window=table.integer(
                 "mutual_checks_per_window", defaults.mutual_checks_per_window, 0, 2**31 - 1
             ),
+            node_km2_per_window=table.non_negative(
+                "node_km2_per_window", defaults.node_km2_per_window
+            ),
         )
         table.finish()
         reader.finish()
@@ -163,6 +171,7 @@ _LIMIT_RANGES = {
     "max_message_bytes": (1024, 2**31 - 1),
     "max_query_tokens": (1, 2**24),
     "max_sessions_per_peer": (1, 2**16),
+    "max_mutual_set_size": (128, 1 << 20),
 }
 
 

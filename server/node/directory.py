@@ -44,8 +44,11 @@ from cryptography import x509
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 from nacl.signing import SigningKey, VerifyKey
 
+from hexpsi.protocol.budget import Allowance
 from hexpsi.protocol.errors import InputError, LocalProtocolError, Status
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
+from hexpsi.protocol.mutual.messages import BUCKET_MINIMUM as MIN_SET_SIZE
+from hexpsi.protocol.mutual.messages import MAX_SET_SIZE
 from hexpsi.server.node import tls
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.config import (
@@ -64,7 +67,7 @@ from hexpsi.server.node.files import (
     read_secret,
     write_secret,
 )
-from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.node.ledger import Allowances, Ledger, Operation
 
 SIGNING_KEY_FILE = "signing.key"
 TLS_KEY_FILE = "tls.key"
@@ -183,6 +186,7 @@ class Peer:
     address: str
     budget_km2: float
     window_hours: float
+    max_set_size: int
     overrides: Mapping[str, str | float]
 
     @property
@@ -204,7 +208,12 @@ def _check_override_number(value: object, what: str, *, allow_zero: bool) -> flo
 
 
 def _peer_overrides(
-    address: object, budget_km2: object, window_hours: object, *, where: str
+    address: object,
+    budget_km2: object,
+    window_hours: object,
+    max_set_size: object = None,
+    *,
+    where: str,
 ) -> dict[str, str | float]:
     overrides: dict[str, str | float] = {}
     if address is not None:
@@ -218,6 +227,17 @@ def _peer_overrides(
         overrides["window_hours"] = _check_override_number(
             window_hours, f"{where}: window_hours", allow_zero=False
         )
+    if max_set_size is not None:
+        if (
+            isinstance(max_set_size, bool)
+            or not isinstance(max_set_size, int)
+            or not MIN_SET_SIZE <= max_set_size <= MAX_SET_SIZE
+        ):
+            raise InputError(
+                f"{where}: max_set_size must be an integer {MIN_SET_SIZE}..{MAX_SET_SIZE}, "
+                f"got {max_set_size!r}"
+            )
+        overrides["max_set_size"] = max_set_size
     return overrides
 
 
@@ -333,7 +353,11 @@ class Node:
                 "the pinned fingerprint does not match the stored certificate", where=where
             )
         overrides = _peer_overrides(
-            data.get("address"), data.get("budget_km2"), data.get("window_hours"), where=where
+            data.get("address"),
+            data.get("budget_km2"),
+            data.get("window_hours"),
+            data.get("max_set_size"),
+            where=where,
         )
         return self._resolve_peer(identity, overrides)
 
@@ -345,7 +369,33 @@ class Node:
             address=str(overrides.get("address", identity.address)),
             budget_km2=float(overrides.get("budget_km2", budget.km2_per_window)),
             window_hours=float(overrides.get("window_hours", budget.window_hours)),
+            max_set_size=int(overrides.get("max_set_size", self.config.limits.max_mutual_set_size)),
             overrides=overrides,
+        )
+
+    def allowances(self, peer: Peer, operation: Operation) -> Allowances:
+        """What a request from (or about) ``peer`` is charged against.
+
+        The peer's area budget and the node-wide one always; a peer's own mutual
+        checks also count against its mutual-check allowance.
+        """
+        budget = self.config.budget
+        mutual_calls = None
+        if operation is Operation.MUTUAL:
+            mutual_calls = Allowance(
+                budget.mutual_checks_per_window,
+                peer.window_seconds,
+                name=f"{peer.name}'s mutual-check allowance",
+                unit="checks",
+            )
+        return Allowances(
+            peer=Allowance(peer.budget_km2, peer.window_seconds, name=f"{peer.name}'s area budget"),
+            node=Allowance(
+                budget.node_km2_per_window,
+                budget.window_seconds,
+                name=f"node {self.name}'s area budget for all peers together",
+            ),
+            mutual_calls=mutual_calls,
         )
 
     def add_peer(
@@ -355,6 +405,7 @@ class Node:
         address: str | None = None,
         budget_km2: float | None = None,
         window_hours: float | None = None,
+        max_set_size: int | None = None,
         replace: bool = False,
     ) -> Peer:
         """Pin ``identity``'s certificate under its name, with optional overrides.
@@ -363,7 +414,7 @@ class Node:
         already pinned for another name (callers must be identifiable), and
         re-pinning an existing name unless ``replace``.
         """
-        overrides = _peer_overrides(address, budget_km2, window_hours, where="peer")
+        overrides = _peer_overrides(address, budget_km2, window_hours, max_set_size, where="peer")
         fingerprint = identity.certificate_sha256
         if identity.name == self.name or fingerprint == self.certificate_sha256:
             raise InputError(f"{identity.name!r} is this node's own identity, not a peer")
@@ -388,6 +439,7 @@ class Node:
             "address": overrides.get("address"),
             "budget_km2": overrides.get("budget_km2"),
             "window_hours": overrides.get("window_hours"),
+            "max_set_size": overrides.get("max_set_size"),
         }
         path = self.directory / PEERS_DIR / f"{identity.name}.json"
         atomic_write(path, (json.dumps(record, indent=2) + "\n").encode("ascii"))

@@ -23,9 +23,10 @@ import logging
 import os
 import shutil
 import struct
+import threading
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hexpsi.protocol.crypto.group import ELEMENT_SIZE
@@ -105,6 +106,14 @@ class BlockFile:
         self._closer()
 
 
+@dataclass(frozen=True, slots=True)
+class MutualInputs:
+    """A map as the mutual check takes it: the protected cells and their H(cell)."""
+
+    cells: list[int]
+    points: dict[int, bytes]
+
+
 @dataclass
 class ServedEpoch:
     """Everything the server needs to answer for one epoch."""
@@ -114,6 +123,8 @@ class ServedEpoch:
     params: GcsParams
     blocks: BlockFile
     directory: Path
+    _mutual: MutualInputs | None = field(default=None, init=False, repr=False)
+    _mutual_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def sequence(self) -> int:
@@ -141,6 +152,18 @@ class ServedEpoch:
         return {
             cell: raw[i * ELEMENT_SIZE : (i + 1) * ELEMENT_SIZE] for i, cell in enumerate(cells)
         }
+
+    def mutual_inputs(self, mapper: Mapper = map) -> MutualInputs:
+        """The cells and their H(cell), loaded once per served epoch and shared by its calls.
+
+        A server answers many mutual checks from one epoch; reading the map and
+        its points again for each call cost every call (refused ones included)
+        the whole map in memory.
+        """
+        with self._mutual_lock:
+            if self._mutual is None:
+                self._mutual = MutualInputs(self.protected_cells(), self.mutual_points(mapper))
+            return self._mutual
 
 
 def load_cells(directory: Path) -> list[int]:

@@ -1,42 +1,67 @@
-"""What each peer has spent, persisted: area per window, mutual checks, session ids.
+"""What each peer has spent, persisted: every charge with its time, and used session ids.
 
 The decisions are ``protocol.budget``'s; this module makes them durable and
-atomic. A charge reads what the peer spent in the window, decides and records
-the new total inside one ``BEGIN IMMEDIATE`` transaction, so concurrent
-evaluations (threads, processes, replicas sharing the file) cannot both see the
-same remainder and overspend it. Everything committed survives a crash
-(WAL with ``synchronous=FULL``, see :class:`hexpsi.server.node.files.Database`), so
-restarting the server never hands a peer its budget back.
+atomic. Admitting a request claims its session id and records its charge
+against the peer's budget, the node-wide budget and (for mutual checks) the
+peer's call allowance inside one ``BEGIN IMMEDIATE`` transaction, so concurrent
+requests (threads, processes, replicas sharing the file) cannot both see the
+same remainder, and a refused request writes nothing at all.
+
+A charge is *unrecorded* until its receipt and audit entry exist
+(:meth:`Ledger.confirm`); a request that fails before then is refunded
+(:meth:`Ledger.refund`), so a charge never stands without its record. A process
+killed in between leaves the charge unrecorded; :meth:`Ledger.unrecorded` lists
+such charges for the server to log when it starts, and the area stays spent.
+
+Everything committed survives a crash (WAL with ``synchronous=FULL``, see
+:class:`hexpsi.server.node.sqlite.Database`), so restarting the server never
+hands a peer its budget back. Charges older than the longest window and session
+ids of past epochs are pruned (:meth:`Ledger.prune`).
 """
 
 from __future__ import annotations
 
-import math
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from hexpsi.protocol.budget import Charge, Window, decide_charge
-from hexpsi.protocol.errors import BudgetExhausted, InputError, RemoteProtocolError, Status
+from hexpsi.protocol.budget import Allowance, Charge, Spending, decide_charge
+from hexpsi.protocol.errors import InputError, RemoteProtocolError, Status
 from hexpsi.server.node.sqlite import Database, DatabaseOwner
 
-LEDGER_FORMAT = 1
+LEDGER_FORMAT = 2
 SESSION_ID_MIN_BYTES = 16
 """A session id is a fresh random nonce; fewer than 128 bits invites accidental reuse."""
 SESSION_ID_MAX_BYTES = 64
+NODE = ""
+"""The peer name under which node-wide totals are looked up (no node name is empty)."""
+
+
+class Operation(enum.StrEnum):
+    """What a charge paid for."""
+
+    CHECK = "check"
+    """A peer's check against this node's map."""
+    MUTUAL = "mutual"
+    """A peer's mutual check against this node (also counted against its call allowance)."""
+    MUTUAL_OUT = "mutual-out"
+    """This node's mutual check against a peer: the peer could learn that many of our cells."""
+
 
 SCHEMA = [
-    """CREATE TABLE area_spent (
+    """CREATE TABLE charges (
+        id INTEGER PRIMARY KEY,
         peer TEXT NOT NULL,
-        window_start REAL NOT NULL,
-        spent_km2 REAL NOT NULL,
-        PRIMARY KEY (peer, window_start)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE count_spent (
-        peer TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        window_start REAL NOT NULL,
-        used INTEGER NOT NULL,
-        PRIMARY KEY (peer, kind, window_start)
-    ) WITHOUT ROWID""",
+        operation TEXT NOT NULL,
+        at REAL NOT NULL,
+        area_km2 REAL NOT NULL,
+        session_id BLOB,
+        recorded INTEGER NOT NULL
+    )""",
+    "CREATE INDEX charges_by_peer ON charges (peer, at)",
+    "CREATE INDEX charges_by_time ON charges (at)",
     """CREATE TABLE sessions (
         peer TEXT NOT NULL,
         session_id BLOB NOT NULL,
@@ -44,6 +69,75 @@ SCHEMA = [
         PRIMARY KEY (peer, session_id)
     ) WITHOUT ROWID""",
 ]
+MIGRATIONS = {
+    # Format 1 kept totals per fixed window; each becomes one charge at its window's
+    # start, which leaves a rolling window exactly when the fixed window ended.
+    1: [
+        *SCHEMA[:3],
+        "INSERT INTO charges (peer, operation, at, area_km2, session_id, recorded) "
+        "SELECT peer, 'check', window_start, spent_km2, NULL, 1 FROM area_spent",
+        "WITH RECURSIVE counted(peer, kind, at, n) AS ("
+        " SELECT peer, kind, window_start, used FROM count_spent WHERE used > 0"
+        " UNION ALL SELECT peer, kind, at, n - 1 FROM counted WHERE n > 1) "
+        "INSERT INTO charges (peer, operation, at, area_km2, session_id, recorded) "
+        "SELECT peer, kind, at, 0.0, NULL, 1 FROM counted",
+        "DROP TABLE area_spent",
+        "DROP TABLE count_spent",
+    ]
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Allowances:
+    """Everything one request is charged against."""
+
+    peer: Allowance
+    node: Allowance
+    mutual_calls: Allowance | None = None
+    """For a peer's mutual checks: how many it may make per window (each counts 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted request: its charge (unrecorded until confirmed) and what is left."""
+
+    charge_id: int
+    charge: Charge
+    node_charge: Charge
+
+
+@dataclass(frozen=True, slots=True)
+class UnrecordedCharge:
+    """A charge whose request never got its receipt and audit entry (a crash between)."""
+
+    charge_id: int
+    peer: str
+    operation: str
+    at: float
+    area_km2: float
+    session_id: bytes | None
+
+
+HistoryReader = Callable[[str, float, "Operation | None"], list[Spending]]
+"""``history(peer, since, operation)``: the charges after ``since`` (``NODE``: everyone's)."""
+
+
+def _history_query(
+    peer: str, since: float, operation: Operation | None
+) -> tuple[str, tuple[object, ...]]:
+    sql = "SELECT at, area_km2 FROM charges WHERE at > ?"
+    parameters: tuple[object, ...] = (since,)
+    if peer != NODE:
+        sql += " AND peer = ?"
+        parameters += (peer,)
+    if operation is not None:
+        sql += " AND operation = ?"
+        parameters += (operation.value,)
+    return sql, parameters
+
+
+def _spendings(rows: Iterable[tuple[Any, ...]]) -> list[Spending]:
+    return [Spending(float(at), float(area)) for at, area in rows]
 
 
 def _check_peer(peer: str) -> None:
@@ -51,140 +145,212 @@ def _check_peer(peer: str) -> None:
         raise InputError(f"peer must be a non-empty name, got {peer!r}")
 
 
-def _check_limit(limit: float, what: str) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int | float):
-        raise InputError(f"{what} must be a number, got {limit!r}")
-    if not (math.isfinite(limit) and limit >= 0):
-        raise InputError(f"{what} must be a finite number >= 0, got {limit}")
+def _check_session_id(session_id: bytes) -> None:
+    if not isinstance(session_id, bytes) or not (
+        SESSION_ID_MIN_BYTES <= len(session_id) <= SESSION_ID_MAX_BYTES
+    ):
+        size = len(session_id) if isinstance(session_id, bytes) else type(session_id).__name__
+        raise RemoteProtocolError(
+            f"session id must be {SESSION_ID_MIN_BYTES}..{SESSION_ID_MAX_BYTES} bytes, got {size}"
+        )
 
 
 class Ledger(DatabaseOwner):
     """The budget and session ledger of one node (``ledger.sqlite3``)."""
 
     def __init__(self, path: Path) -> None:
-        self._db = Database(path, schema=SCHEMA, version=LEDGER_FORMAT)
+        self._db = Database(path, schema=SCHEMA, version=LEDGER_FORMAT, migrations=MIGRATIONS)
 
-    def charge_area(
+    # -- reading
+
+    def _history(
+        self, peer: str, since: float, operation: Operation | None = None
+    ) -> list[Spending]:
+        """Charges after ``since``: one peer's, or every peer's for ``NODE``."""
+        return _spendings(self._db.read(*_history_query(peer, since, operation)))
+
+    def spent(self, peer: str, *, now: float, window_seconds: float) -> float:
+        """Area charged to ``peer`` (``NODE``: to everyone) over the last window (km²)."""
+        history = self._history(peer, now - window_seconds)
+        return sum(s.amount for s in history if s.at <= now)
+
+    def calls(self, peer: str, operation: Operation, *, now: float, window_seconds: float) -> int:
+        """How many ``operation`` charges ``peer`` made over the last window."""
+        history = self._history(peer, now - window_seconds, operation)
+        return sum(1 for s in history if s.at <= now)
+
+    def last_charge(self, peer: str, operation: Operation) -> float | None:
+        """When ``peer`` was last charged for ``operation``, if ever."""
+        rows = self._db.read(
+            "SELECT MAX(at) FROM charges WHERE peer = ? AND operation = ?",
+            (peer, operation.value),
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    # -- deciding
+
+    def _decide(
+        self,
+        history: HistoryReader,
+        peer: str,
+        *,
+        operation: Operation,
+        area_km2: float,
+        allowances: Allowances,
+        now: float,
+        what: str,
+    ) -> tuple[Charge, Charge]:
+        """Every allowance the request is charged against, or the first refusal."""
+        if allowances.mutual_calls is not None:
+            calls = history(peer, now - allowances.mutual_calls.window_seconds, operation)
+            decide_charge(
+                amount=1.0,
+                history=[Spending(s.at, 1.0) for s in calls],
+                allowance=allowances.mutual_calls,
+                now=now,
+                what=what,
+            )
+        charge = decide_charge(
+            amount=area_km2,
+            history=history(peer, now - allowances.peer.window_seconds, None),
+            allowance=allowances.peer,
+            now=now,
+            what=what,
+        )
+        node_charge = decide_charge(
+            amount=area_km2,
+            history=history(NODE, now - allowances.node.window_seconds, None),
+            allowance=allowances.node,
+            now=now,
+            what=what,
+        )
+        return charge, node_charge
+
+    def check(
         self,
         peer: str,
-        amount_km2: float,
         *,
-        limit_km2: float,
-        window_seconds: float,
+        operation: Operation,
+        area_km2: float,
+        allowances: Allowances,
         now: float,
-    ) -> Charge:
-        """Charge ``amount_km2`` to ``peer`` in the window containing ``now``, or raise.
+        what: str = "this request",
+    ) -> None:
+        """Refuse (``BudgetExhausted``) a request that would not be admitted; writes nothing.
 
-        Raises :class:`BudgetExhausted` (and records nothing) if the amount does not
-        fit in what is left of ``limit_km2``.
+        For refusing early, before the request is even decoded; :meth:`admit`
+        decides again, atomically.
         """
         _check_peer(peer)
-        _check_limit(limit_km2, "area limit")
-        window = Window.containing(now, window_seconds)
-        with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT spent_km2 FROM area_spent WHERE peer = ? AND window_start = ?",
-                (peer, window.start),
-            ).fetchone()
-            spent = float(row[0]) if row else 0.0
-            charge = decide_charge(
-                amount=amount_km2, spent_in_window=spent, limit=limit_km2, window=window
-            )
-            conn.execute(
-                "INSERT INTO area_spent (peer, window_start, spent_km2) VALUES (?, ?, ?) "
-                "ON CONFLICT (peer, window_start) DO UPDATE SET spent_km2 = excluded.spent_km2",
-                (peer, window.start, spent + charge.amount),
-            )
-        return charge
-
-    def spent(self, peer: str, window_start: float) -> float:
-        """Area charged to ``peer`` in the window starting at ``window_start`` (km²)."""
-        rows = self._db.read(
-            "SELECT spent_km2 FROM area_spent WHERE peer = ? AND window_start = ?",
-            (peer, window_start),
+        self._decide(
+            self._history,
+            peer,
+            operation=operation,
+            area_km2=area_km2,
+            allowances=allowances,
+            now=now,
+            what=what,
         )
-        return float(rows[0][0]) if rows else 0.0
 
-    def charge_count(
-        self, peer: str, kind: str, *, limit: int, window_seconds: float, now: float
-    ) -> Charge:
-        """Count one ``kind`` operation (e.g. ``"mutual"``) against ``peer``'s allowance.
+    def admit(
+        self,
+        peer: str,
+        *,
+        operation: Operation,
+        area_km2: float,
+        allowances: Allowances,
+        now: float,
+        session_id: bytes | None = None,
+        what: str = "this request",
+    ) -> Admission:
+        """Claim ``session_id`` and charge ``area_km2``, both or neither, or raise.
 
-        Mutual checks reveal a count over both whole maps, so they are rationed by
-        number rather than by area.
+        Raises ``BudgetExhausted`` if any allowance cannot pay, ALREADY_EXISTS if
+        ``peer`` used the session id before; either way nothing is written.
         """
         _check_peer(peer)
-        _check_limit(limit, f"{kind} limit")
-        if not isinstance(kind, str) or not kind:
-            raise InputError(f"kind must be a non-empty name, got {kind!r}")
-        window = Window.containing(now, window_seconds)
+        if session_id is not None:
+            _check_session_id(session_id)
         with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT used FROM count_spent WHERE peer = ? AND kind = ? AND window_start = ?",
-                (peer, kind, window.start),
-            ).fetchone()
-            used = int(row[0]) if row else 0
-            try:
-                charge = decide_charge(
-                    amount=1.0, spent_in_window=float(used), limit=float(limit), window=window
-                )
-            except BudgetExhausted as exc:
-                raise BudgetExhausted(
-                    f"peer {peer} has used {used} of its {limit:g} {kind} checks in this "
-                    f"window; the window resets at {window.end:.0f} (Unix time)",
-                    remaining=exc.remaining,
-                    resets_at=exc.resets_at,
-                ) from None
-            conn.execute(
-                "INSERT INTO count_spent (peer, kind, window_start, used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (peer, kind, window_start) DO UPDATE SET used = excluded.used",
-                (peer, kind, window.start, used + 1),
-            )
-        return charge
 
-    def used(self, peer: str, kind: str, window_start: float) -> int:
-        """How many ``kind`` operations ``peer`` made in the window starting at ``window_start``."""
+            def history(who: str, since: float, op: Operation | None) -> list[Spending]:
+                return _spendings(conn.execute(*_history_query(who, since, op)))
+
+            charge, node_charge = self._decide(
+                history,
+                peer,
+                operation=operation,
+                area_km2=area_km2,
+                allowances=allowances,
+                now=now,
+                what=what,
+            )
+            if session_id is not None:
+                inserted = conn.execute(
+                    "INSERT INTO sessions (peer, session_id, claimed_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (peer, session_id) DO NOTHING",
+                    (peer, session_id, now),
+                ).rowcount
+                if inserted != 1:
+                    raise RemoteProtocolError(
+                        f"session id {session_id.hex()} was already used by peer {peer}",
+                        status=Status.ALREADY_EXISTS,
+                        hint="every request needs a fresh random session id",
+                    )
+            cursor = conn.execute(
+                "INSERT INTO charges (peer, operation, at, area_km2, session_id, recorded) "
+                "VALUES (?, ?, ?, ?, ?, 0)",
+                (peer, operation.value, now, area_km2, session_id),
+            )
+            assert cursor.lastrowid is not None
+            return Admission(int(cursor.lastrowid), charge, node_charge)
+
+    # -- after the request
+
+    def confirm(self, charge_id: int) -> None:
+        """The charge's receipt and audit entry exist: it is recorded."""
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE charges SET recorded = 1 WHERE id = ?", (charge_id,))
+
+    def refund(self, charge_id: int) -> None:
+        """Undo a charge whose request failed before anything was answered or logged.
+
+        The session id stays claimed: a retry takes a fresh one.
+        """
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM charges WHERE id = ? AND recorded = 0", (charge_id,))
+
+    def unrecorded(self) -> list[UnrecordedCharge]:
+        """Charges left unrecorded by a process that stopped between charge and record."""
         rows = self._db.read(
-            "SELECT used FROM count_spent WHERE peer = ? AND kind = ? AND window_start = ?",
-            (peer, kind, window_start),
+            "SELECT id, peer, operation, at, area_km2, session_id FROM charges "
+            "WHERE recorded = 0 ORDER BY id"
         )
-        return int(rows[0][0]) if rows else 0
-
-    def claim_session(self, peer: str, session_id: bytes, now: float) -> None:
-        """Record a session id as used; raise ALREADY_EXISTS if ``peer`` used it before.
-
-        A replayed query would otherwise be evaluated (and charged) twice under a
-        transcript the peer already holds a receipt for.
-        """
-        _check_peer(peer)
-        if not isinstance(session_id, bytes) or not (
-            SESSION_ID_MIN_BYTES <= len(session_id) <= SESSION_ID_MAX_BYTES
-        ):
-            size = len(session_id) if isinstance(session_id, bytes) else type(session_id).__name__
-            raise RemoteProtocolError(
-                f"session id must be {SESSION_ID_MIN_BYTES}..{SESSION_ID_MAX_BYTES} bytes, "
-                f"got {size}"
+        return [
+            UnrecordedCharge(
+                int(i), str(p), str(o), float(a), float(area), None if s is None else bytes(s)
             )
+            for i, p, o, a, area, s in rows
+        ]
+
+    def prune(self, *, charges_before: float, sessions_before: float) -> tuple[int, int]:
+        """Drop recorded charges no window can count any more, and session ids of past epochs.
+
+        A session id only matters while its epoch is current (a request names the
+        epoch's descriptor digest), so ``sessions_before`` is the current epoch's
+        start; ``charges_before`` is ``now`` minus the longest window in use.
+        """
         with self._db.transaction() as conn:
-            inserted = conn.execute(
-                "INSERT INTO sessions (peer, session_id, claimed_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (peer, session_id) DO NOTHING",
-                (peer, session_id, now),
+            charges = conn.execute(
+                "DELETE FROM charges WHERE at < ? AND recorded = 1", (charges_before,)
             ).rowcount
-        if inserted != 1:
-            raise RemoteProtocolError(
-                f"session id {session_id.hex()} was already used by peer {peer}",
-                status=Status.ALREADY_EXISTS,
-                hint="every query needs a fresh random session id",
-            )
+            sessions = conn.execute(
+                "DELETE FROM sessions WHERE claimed_at < ?", (sessions_before,)
+            ).rowcount
+        return int(charges), int(sessions)
 
-    def prune_sessions(self, before: float) -> int:
-        """Forget session ids claimed before ``before``; returns how many were dropped.
-
-        Only safe for sessions whose epoch has expired (a replay would then fail as
-        stale anyway): pass a time at least one epoch validity in the past.
-        """
-        with self._db.transaction() as conn:
-            return int(
-                conn.execute("DELETE FROM sessions WHERE claimed_at < ?", (before,)).rowcount
-            )
+    def sizes(self) -> tuple[int, int]:
+        """How many charges and session ids the ledger holds (for tests and status)."""
+        (charges,) = self._db.read("SELECT COUNT(*) FROM charges")[0]
+        (sessions,) = self._db.read("SELECT COUNT(*) FROM sessions")[0]
+        return int(charges), int(sessions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -26,10 +26,19 @@ class Database:
 
     ``schema`` (a list of statements) runs in one transaction when the database is
     new; ``version`` is kept in ``PRAGMA user_version`` so a file written by a
-    newer hexpsi is refused rather than misread.
+    newer hexpsi is refused rather than misread. ``migrations[v]`` holds the
+    statements that take a file from format ``v`` to ``v + 1``; an older file is
+    brought up to date in one transaction when it is opened, or left untouched.
     """
 
-    def __init__(self, path: Path, *, schema: list[str], version: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        schema: list[str],
+        version: int,
+        migrations: Mapping[int, list[str]] | None = None,
+    ) -> None:
         self.path = path
         self._lock = threading.Lock()
         if not path.exists():
@@ -42,12 +51,14 @@ class Database:
         except sqlite3.Error as exc:
             raise InputError(f"cannot open database ({exc})", where=path.name) from None
         try:
-            self._prepare(schema, version)
+            self._prepare(schema, version, migrations or {})
         except BaseException:
             self._conn.close()
             raise
 
-    def _prepare(self, schema: list[str], version: int) -> None:
+    def _prepare(
+        self, schema: list[str], version: int, migrations: Mapping[int, list[str]]
+    ) -> None:
         try:
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -62,6 +73,11 @@ class Database:
             if found == 0:
                 for statement in schema:
                     conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={int(version)}")
+            elif found < version and all(v in migrations for v in range(found, version)):
+                for step in range(found, version):
+                    for statement in migrations[step]:
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={int(version)}")
             elif found != version:
                 raise InputError(

@@ -8,7 +8,10 @@ INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+from hexpsi.protocol.budget import query_area_km2
 from hexpsi.protocol.check.messages import ElementGroup, EvaluatedGroup, Query, Receipt, Response
+from hexpsi.protocol.crypto.group import ELEMENT_SIZE
+from hexpsi.protocol.epoch.descriptor import Descriptor
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2
 
 
@@ -59,3 +62,21 @@ def message_to_response(message: check_pb2.EvaluateResponse) -> Response:
         ),
         receipt=Receipt.decode(message.receipt),
     )
+
+
+def declared_area_km2(request: check_pb2.EvaluateRequest, descriptor: Descriptor) -> float | None:
+    """The area a query would be charged, from its declared group sizes alone.
+
+    Nothing is decoded: the element bytes are only measured, so a peer whose
+    budget cannot pay is refused before its request costs any work. None when a
+    group declares a resolution outside the epoch's (the protocol refuses that
+    query with its own message once it is decoded).
+    """
+    sizes: dict[int, int] = {}
+    for group in request.groups:
+        if not descriptor.res_min <= group.resolution <= descriptor.res:
+            return None
+        sizes[group.resolution] = sizes.get(group.resolution, 0) + len(group.elements) // (
+            ELEMENT_SIZE
+        )
+    return query_area_km2(sizes, descriptor.res)

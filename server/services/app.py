@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -29,9 +30,12 @@ from hexpsi.server.node.ledger import Ledger
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
 from hexpsi.server.services.check import CheckServicer
 from hexpsi.server.services.current_epoch import EpochWatcher
-from hexpsi.server.services.gate import PeerGate
+from hexpsi.server.services.gate import CountStreams, PeerGate
 from hexpsi.server.services.malformed import RejectMalformed
 from hexpsi.server.services.mutual import MutualServicer
+from hexpsi.server.services.refusals import RefusalTally
+from hexpsi.server.services.shared import Shared
+from hexpsi.server.services.upkeep import Upkeep
 from hexpsi.server.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -76,14 +80,20 @@ class RunningServer:
     ledger: Ledger
     audit: AuditLog
     pool: WorkerPool
+    upkeep: Upkeep
+    housekeeping: asyncio.Task[None]
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """NOT_SERVING first, then let calls in flight finish, then close the stores."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.housekeeping.cancel()
         self.pool.shutdown()
-        self.ledger.close()
-        self.audit.close()
+        try:
+            await asyncio.to_thread(self.upkeep.run_once)
+        finally:
+            self.ledger.close()
+            self.audit.close()
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -119,16 +129,24 @@ async def start_server(
         )
     ledger = node.open_ledger()
     audit = node.open_audit_log()
-    # One pool, one gate and one view of the current epoch for every service.
+    # One pool, one gate, one refusal tally and one view of the current epoch for every service.
     pool = WorkerPool(name="hexpsi-serve")
     gate = PeerGate(node, plaintext=plaintext)
     epochs = EpochWatcher(EpochStore(node))
-    servicer = CheckServicer(
-        node, ledger=ledger, audit=audit, gate=gate, epochs=epochs, pool=pool, plaintext=plaintext
+    refusals = RefusalTally(audit, started=time.time())
+    shared = Shared(
+        ledger=ledger, audit=audit, gate=gate, epochs=epochs, pool=pool, refusals=refusals
     )
-    server = grpc.aio.server(options=server_options(node), interceptors=[RejectMalformed()])
+    upkeep = Upkeep(
+        node, ledger=ledger, audit=audit, refusals=refusals, epochs=epochs, clock=time.time
+    )
+    await asyncio.to_thread(upkeep.recover)
+    servicer = CheckServicer(node, shared, plaintext=plaintext)
+    server = grpc.aio.server(
+        options=server_options(node), interceptors=[RejectMalformed(), CountStreams(gate)]
+    )
     check_pb2_grpc.add_CheckServiceServicer_to_server(servicer, server)
-    mutual = MutualServicer(node, ledger=ledger, audit=audit, gate=gate, epochs=epochs, pool=pool)
+    mutual = MutualServicer(node, shared)
     mutual_pb2_grpc.add_MutualServiceServicer_to_server(mutual, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -149,7 +167,8 @@ async def start_server(
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
     log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
-    return RunningServer(server, bound, servicer, health, ledger, audit, pool)
+    housekeeping = asyncio.create_task(upkeep.loop())
+    return RunningServer(server, bound, servicer, health, ledger, audit, pool, upkeep, housekeeping)
 
 
 async def serve(node: Node, *, plaintext: bool = False) -> None:

@@ -7,10 +7,12 @@ the status the protocol chose, with a message a person can act on; an
 unexpected exception is a bug, logged with its traceback and reported as
 INTERNAL without details.
 
-Order inside Evaluate: refuse what the peer's remaining budget cannot pay for
-(before any element is decoded), validate everything (no group operation yet),
-claim the session id, charge the area budget, evaluate and prove in a worker
-thread, log the signed audit entry, store the receipt, answer.
+Order inside Evaluate: refuse what the peer's or the node's remaining budget
+cannot pay for (from the declared group sizes, before any element is decoded),
+decode and validate everything in a worker thread (no group operation yet),
+claim the session id and charge both budgets in one transaction, evaluate and
+prove, store the receipt, log the signed audit entry, confirm the charge,
+answer. A failure after the charge refunds it and removes what was written.
 """
 
 from __future__ import annotations
@@ -26,22 +28,22 @@ from typing import TypeVar
 
 import grpc
 
-from hexpsi.protocol.budget import Window, decide_charge, query_area_km2
-from hexpsi.protocol.check.messages import Query, Receipt
-from hexpsi.protocol.check.session import ResponderCheck
+from hexpsi.protocol.check.messages import Query, Receipt, Response
+from hexpsi.protocol.check.session import Assessment, ResponderCheck
 from hexpsi.protocol.errors import FailedPrecondition, HexpsiError, NotFound, RemoteProtocolError
 from hexpsi.protocol.randomness import RandomBytes
-from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.directory import Node, Peer
 from hexpsi.server.node.epochs import ServedEpoch
 from hexpsi.server.node.files import atomic_write, ensure_private_dir
-from hexpsi.server.node.ledger import Ledger
-from hexpsi.server.rpc.check_convert import request_to_query, response_to_message
+from hexpsi.server.node.ledger import Admission, Operation
+from hexpsi.server.rpc.check_convert import (
+    declared_area_km2,
+    request_to_query,
+    response_to_message,
+)
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
 from hexpsi.server.rpc.status import abort
-from hexpsi.server.services.current_epoch import EpochWatcher
-from hexpsi.server.services.gate import PeerGate
-from hexpsi.server.workers import WorkerPool
+from hexpsi.server.services.shared import Shared
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +61,26 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
     def __init__(
         self,
         node: Node,
+        shared: Shared,
         *,
-        ledger: Ledger,
-        audit: AuditLog,
         plaintext: bool = False,
         clock: Callable[[], float] = time.time,
         rng: RandomBytes = os.urandom,
         snapshot_stall_seconds: float = SNAPSHOT_STALL_SECONDS,
-        pool: WorkerPool,
-        gate: PeerGate,
-        epochs: EpochWatcher,
     ) -> None:
         self.node = node
-        self.ledger = ledger
-        self.audit = audit
+        self.ledger = shared.ledger
+        self.audit = shared.audit
         self.plaintext = plaintext
         self.clock = clock
         self.rng = rng
         self.snapshot_stall_seconds = snapshot_stall_seconds
-        self.epochs = epochs
+        self.epochs = shared.epochs
         # Evaluation and proofs spread over the cores: libsodium releases the GIL,
         # so the server's pool runs the group operations of one query in parallel.
-        self.pool = pool
-        self.gate = gate
+        self.pool = shared.pool
+        self.gate = shared.gate
+        self.refusals = shared.refusals
         self.receipts_dir = node.directory / RECEIPTS_DIR
 
     # -- caller identity and limits (shared with the other services through the gate)
@@ -98,6 +97,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         try:
             return await work
         except HexpsiError as error:
+            self.refusals.note(self.gate.name_of(context), error)
             await abort(context, error)
 
     # -- RPCs
@@ -207,8 +207,22 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
     ) -> check_pb2.EvaluateResponse:
         peer = self.caller(context)
         with self.session_slot(peer):
-            epoch = self._unexpired_epoch(self.clock())
-            query = request_to_query(request)
+            now = self.clock()
+            epoch = self._unexpired_epoch(now)
+            allowances = self.node.allowances(peer, Operation.CHECK)
+            what = f"a check by {peer.name}"
+            declared = declared_area_km2(request, epoch.descriptor.descriptor)
+            if declared is not None:
+                await asyncio.to_thread(
+                    self.ledger.check,
+                    peer.name,
+                    operation=Operation.CHECK,
+                    area_km2=declared,
+                    allowances=allowances,
+                    now=now,
+                    what=what,
+                )
+            query = await asyncio.to_thread(request_to_query, request)
             session = ResponderCheck(
                 descriptor=epoch.descriptor,
                 keys=epoch.keys,
@@ -217,23 +231,61 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 rng=self.rng,
                 mapper=self.pool.map,
             )
-            now = self.clock()
-            await asyncio.to_thread(self._affordable, peer, epoch, query, now)
             assessment = await asyncio.to_thread(session.receive, query, now=now)
-            await asyncio.to_thread(self.ledger.claim_session, peer.name, query.session_id, now)
-            charge = await asyncio.to_thread(
-                self.ledger.charge_area,
+            admission = await asyncio.to_thread(
+                self.ledger.admit,
+                peer.name,
+                operation=Operation.CHECK,
+                area_km2=assessment.area_km2,
+                allowances=allowances,
+                now=now,
+                session_id=query.session_id,
+                what=what,
+            )
+            try:
+                response = await asyncio.to_thread(session.respond, now=now)
+                await asyncio.to_thread(
+                    self._record,
+                    peer=peer,
+                    epoch=epoch,
+                    query=query,
+                    response=response,
+                    assessment=assessment,
+                    admission=admission,
+                    now=now,
+                )
+            except BaseException:
+                await asyncio.to_thread(self.ledger.refund, admission.charge_id)
+                raise
+            log.info(
+                "evaluated %d elements for %s: %.3f km², %.3f km² left",
+                query.element_count,
                 peer.name,
                 assessment.area_km2,
-                limit_km2=peer.budget_km2,
-                window_seconds=peer.window_seconds,
-                now=now,
+                admission.charge.remaining,
             )
-            response = await asyncio.to_thread(session.respond, now=now)
-            receipt = response.receipt
-            await asyncio.to_thread(self._store_receipt, receipt)
-            await asyncio.to_thread(
-                self.audit.append,
+            return response_to_message(response)
+
+    def _record(
+        self,
+        *,
+        peer: Peer,
+        epoch: ServedEpoch,
+        query: Query,
+        response: Response,
+        assessment: Assessment,
+        admission: Admission,
+        now: float,
+    ) -> None:
+        """Receipt on disk, then the audit entry, then the charge confirmed: all or nothing.
+
+        A failure part-way removes what was written, and the caller refunds the
+        charge, so no charge stands without its receipt and audit entry.
+        """
+        receipt = response.receipt
+        path = self._store_receipt(receipt)
+        try:
+            self.audit.append(
                 "evaluate",
                 peer.name,
                 {
@@ -244,43 +296,21 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                     "transcript_hash": receipt.transcript_hash.hex(),
                     "group_sizes": {str(r): n for r, n in sorted(assessment.group_sizes.items())},
                     "area_km2": assessment.area_km2,
-                    "remaining_km2": charge.remaining,
-                    "window_resets_at": charge.window.end,
+                    "remaining_km2": admission.charge.remaining,
+                    "node_remaining_km2": admission.node_charge.remaining,
                 },
                 now,
             )
-            log.info(
-                "evaluated %d elements for %s: %.3f km², %.3f km² left",
-                query.element_count,
-                peer.name,
-                assessment.area_km2,
-                charge.remaining,
-            )
-            return response_to_message(response)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self.ledger.confirm(admission.charge_id)
 
-    def _affordable(self, peer: Peer, epoch: ServedEpoch, query: Query, now: float) -> None:
-        """Refuse a query the peer's budget cannot pay for before any element is decoded.
-
-        The charge itself comes later, atomically, once the query is valid; this
-        only keeps a peer whose budget is spent from having the responder validate
-        thousands of elements per call for nothing. Declared resolutions outside the
-        epoch's are left for the protocol to refuse with its own message.
-        """
-        d = epoch.descriptor.descriptor
-        sizes = query.group_sizes()
-        if not all(d.res_min <= resolution <= d.res for resolution in sizes):
-            return
-        window = Window.containing(now, peer.window_seconds)
-        decide_charge(
-            amount=query_area_km2(sizes, d.res),
-            spent_in_window=self.ledger.spent(peer.name, window.start),
-            limit=peer.budget_km2,
-            window=window,
-        )
-
-    def _store_receipt(self, receipt: Receipt) -> None:
+    def _store_receipt(self, receipt: Receipt) -> Path:
         ensure_private_dir(self.receipts_dir)
-        atomic_write(self.receipts_dir / receipt.receipt_id, receipt.encode())
+        path = self.receipts_dir / receipt.receipt_id
+        atomic_write(path, receipt.encode())
+        return path
 
     async def GetReceipt(
         self,

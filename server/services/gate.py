@@ -8,8 +8,9 @@ metadata it sends. Every service of a node shares one :class:`PeerGate`, so
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
@@ -20,7 +21,11 @@ from hexpsi.protocol.errors import (
     Unauthenticated,
 )
 from hexpsi.server.node.directory import Node, Peer
-from hexpsi.server.rpc.status import PEER_METADATA_KEY
+from hexpsi.server.rpc.status import PEER_METADATA_KEY, abort
+
+if TYPE_CHECKING:
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
 
 class PeerGate:
@@ -53,6 +58,13 @@ class PeerGate:
             )
         return peer
 
+    def name_of(self, context: grpc.aio.ServicerContext) -> str | None:  # type: ignore[type-arg]
+        """The calling peer's name, or None if it is not one (never raises)."""
+        try:
+            return self.caller(context).name
+        except HexpsiError:
+            return None
+
     def active(self, peer: str) -> int:
         """How many calls ``peer`` has open right now."""
         return self._active.get(peer, 0)
@@ -70,3 +82,64 @@ class PeerGate:
             yield
         finally:
             self._active[peer.name] -= 1
+
+
+STREAMING_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+"""gRPC's own services whose streams a peer could hold open; they count like ours."""
+
+
+class CountStreams(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Health ``Watch`` and reflection streams take one of the caller's call slots.
+
+    Without this a pinned peer could hold any number of them open beside its
+    ``max_sessions_per_peer`` calls. The caller must be a pinned peer, as for
+    every other call.
+    """
+
+    def __init__(self, gate: PeerGate) -> None:
+        self.gate = gate
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler: Handler | None = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not str(method).startswith(STREAMING_SERVICES):
+            return handler  # type: ignore[return-value]
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(handler.unary_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream_stream(handler.stream_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return handler
+
+    def _unary_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(request: Any, context: Context) -> Any:
+            try:
+                peer = self.gate.caller(context)
+                with self.gate.session_slot(peer):
+                    return await behavior(request, context)
+            except HexpsiError as error:
+                await abort(context, error)
+
+        return counted
+
+    def _stream_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(requests: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                with self.gate.session_slot(self.gate.caller(context)):
+                    async for response in behavior(requests, context):
+                        yield response
+            except HexpsiError as error:
+                await abort(context, error)
+
+        return counted

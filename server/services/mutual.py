@@ -28,15 +28,20 @@ from typing import TypeVar
 
 import grpc
 
-from hexpsi.protocol.errors import DeadlineExceeded, HexpsiError, RemoteProtocolError
-from hexpsi.protocol.mutual.messages import MutualReceipt
-from hexpsi.protocol.mutual.session import ResponderMutual
+from hexpsi.protocol.budget import set_area_km2
+from hexpsi.protocol.errors import (
+    DeadlineExceeded,
+    HexpsiError,
+    RemoteProtocolError,
+    ResourceExhausted,
+)
+from hexpsi.protocol.mutual.messages import MutualReceipt, MutualStart
+from hexpsi.protocol.mutual.session import ResponderMutual, check_start
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes
-from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.directory import Node, Peer
-from hexpsi.server.node.epochs import ServedEpoch
-from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.node.epochs import MutualInputs, ServedEpoch
+from hexpsi.server.node.ledger import Admission, Operation
 from hexpsi.server.node.mutual_records import (
     AUDIT_KIND,
     completed_details,
@@ -54,9 +59,8 @@ from hexpsi.server.rpc.mutual_convert import (
     read_start,
 )
 from hexpsi.server.rpc.status import abort
-from hexpsi.server.services.current_epoch import EpochWatcher
-from hexpsi.server.services.gate import PeerGate
-from hexpsi.server.workers import WorkerPool, in_threads
+from hexpsi.server.services.shared import Shared
+from hexpsi.server.workers import in_threads
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +102,23 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
     def __init__(
         self,
         node: Node,
+        shared: Shared,
         *,
-        ledger: Ledger,
-        audit: AuditLog,
-        gate: PeerGate,
         clock: Callable[[], float] = time.time,
         rng: RandomBytes = os.urandom,
-        epochs: EpochWatcher,
-        pool: WorkerPool,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.node = node
-        self.ledger = ledger
-        self.audit = audit
-        self.gate = gate
+        self.ledger = shared.ledger
+        self.audit = shared.audit
+        self.gate = shared.gate
         self.clock = clock
         self.rng = rng
         self.idle_seconds = idle_seconds
-        self.epochs = epochs
+        self.epochs = shared.epochs
         # The server's pool, shared with every other service; the server shuts it down.
-        self.pool = pool
+        self.pool = shared.pool
+        self.refusals = shared.refusals
 
     async def Mutual(  # type: ignore[override]
         self,
@@ -144,6 +145,7 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
                 finally:
                     await session.aclose()
         except HexpsiError as error:
+            self.refusals.note(self.gate.name_of(context), error)
             await abort(context, error)
 
     async def _write(
@@ -175,24 +177,23 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         self, peer: Peer, stream: ProposerStream
     ) -> AsyncGenerator[mutual_pb2.MutualResponse, None]:
         start = read_start(await stream.next("the start"))
-        epoch = self.epochs.get()
-        session = await asyncio.to_thread(self._open, peer, epoch, self.pool.map)
         now = self.clock()
-        accept = await asyncio.to_thread(session.receive_start, start, now=now)
-        await asyncio.to_thread(self.ledger.claim_session, peer.name, start.session_id, now)
-        charge = await asyncio.to_thread(
-            self.ledger.charge_count,
-            peer.name,
-            "mutual",
-            limit=self.node.config.budget.mutual_checks_per_window,
-            window_seconds=peer.window_seconds,
-            now=now,
-        )
+        epoch = self.epochs.get()
+        admission = await asyncio.to_thread(self._admit, peer, epoch, start, now)
+        try:
+            inputs = await asyncio.to_thread(epoch.mutual_inputs, self.pool.map)
+            session = self._open(peer, epoch, inputs, self.pool.map)
+            accept = session.receive_start(start, now=now)
+        except BaseException:
+            # Nothing was sent yet, so nothing could be learned: the charge is undone.
+            await asyncio.to_thread(self.ledger.refund, admission.charge_id)
+            raise
         charged: dict[str, object] = {
             "epoch_sequence": epoch.sequence,
             "own_cells": len(session.cells),
-            "checks_left_in_window": int(charge.remaining),
-            "window_resets_at": charge.window.end,
+            "area_km2": admission.charge.amount,
+            "remaining_km2": admission.charge.remaining,
+            "node_remaining_km2": admission.node_charge.remaining,
         }
         try:
             yield accept_response(accept)
@@ -207,6 +208,10 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             if cause is not None and cause is not error:
                 raise cause from None
             raise
+        finally:
+            # Once the accept went out the charge stands, completed or not, and is logged.
+            await asyncio.to_thread(self.ledger.confirm, admission.charge_id)
+            session.release()
         log.info(
             "mutual check for %s: %d shared cells at res %d, receipt %s",
             peer.name,
@@ -216,14 +221,42 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         )
         yield countersignature_response(receipt.responder_signature)
 
-    def _open(self, peer: Peer, epoch: ServedEpoch, mapper: Mapper) -> ResponderMutual:
+    def _admit(self, peer: Peer, epoch: ServedEpoch, start: MutualStart, now: float) -> Admission:
+        """Refuse or charge before anything is loaded, decoded, computed or sent.
+
+        The proposer's padded set size S bounds what a cheating proposer can learn
+        of this map (whether each of about S cells it chose is in it), so the
+        call is charged S cells at the agreed resolution against the peer's area
+        budget and the node-wide one, besides one mutual check of its allowance.
+        """
+        check_start(start, epoch.descriptor, now=now)
+        size = start.proposer_set_size
+        if size > peer.max_set_size:
+            raise ResourceExhausted(
+                f"a mutual check with a set of {size:,} elements is more than the "
+                f"{peer.max_set_size:,} this node accepts from {peer.name}",
+                hint="the operator sets it with max_set_size in the peer's file",
+            )
+        return self.ledger.admit(
+            peer.name,
+            operation=Operation.MUTUAL,
+            area_km2=set_area_km2(size, epoch.descriptor.descriptor.res),
+            allowances=self.node.allowances(peer, Operation.MUTUAL),
+            now=now,
+            session_id=start.session_id,
+            what=f"a mutual check by {peer.name} with {size:,} elements",
+        )
+
+    def _open(
+        self, peer: Peer, epoch: ServedEpoch, inputs: MutualInputs, mapper: Mapper
+    ) -> ResponderMutual:
         return ResponderMutual(
             descriptor=epoch.descriptor,
             signing_key=self.node.signing_key,
             proposer=peer.name,
             proposer_key=peer.identity.verify_key,
-            cells=epoch.protected_cells(),
-            points=epoch.mutual_points(mapper),
+            cells=inputs.cells,
+            points=inputs.points,
             rng=self.rng,
             mapper=mapper,
         )

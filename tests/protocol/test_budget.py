@@ -1,4 +1,5 @@
-"""Area budgets: charged by declared resolution, in fixed aligned windows, refused with a reason."""
+"""Area budgets: charged by declared resolution or set size, over rolling windows, refused
+with the budget named, what is left and when enough frees up."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hexpsi.protocol.budget import Charge, Window, cell_area_km2, decide_charge, query_area_km2
+from hexpsi.protocol.budget import (
+    Allowance,
+    Charge,
+    Spending,
+    cell_area_km2,
+    decide_charge,
+    in_window,
+    query_area_km2,
+    set_area_km2,
+)
 from hexpsi.protocol.errors import BudgetExhausted, InputError
-
-WINDOW = Window(3600.0, 3600.0)
 
 
 def test_cell_area_is_h3s_average() -> None:
@@ -59,111 +67,108 @@ def test_impossible_group_sizes_are_input_errors(sizes: dict[int, int]) -> None:
         query_area_km2(sizes, 9)
 
 
-# --- windows -------------------------------------------------------------------------------
+# --- rolling windows ----------------------------------------------------------------------
 
-lengths = st.sampled_from([1.0, 60.0, 3600.0, 86400.0, 7.3, 0.1, 1e-3, 604800.0]) | st.floats(
-    min_value=1e-3, max_value=1e7
-)
-moments = st.floats(min_value=0.0, max_value=4e9)
-
-
-def test_windows_align_to_multiples_of_their_length() -> None:
-    assert Window.containing(7199.0, 3600.0) == Window(3600.0, 3600.0)
-    assert Window.containing(7200.0, 3600.0) == Window(7200.0, 3600.0)
-    assert Window.containing(0.0, 86400.0) == Window(0.0, 86400.0)
-    assert Window.containing(-1.0, 3600.0) == Window(-3600.0, 3600.0)
-    assert Window(3600.0, 3600.0).end == 7200.0
-    assert Window(5.0, 3.0).end == 8.0  # not aligned: built by hand, ends a length later
+HOUR = 3600.0
+DAY = 24 * HOUR
+NOW = 1_750_000_000.0
+BUDGET = Allowance(100.0, DAY, name="bravo's area budget")
 
 
-@settings(max_examples=200)
-@given(moments, lengths)
-def test_the_window_contains_the_moment(now: float, length: float) -> None:
-    window = Window.containing(now, length)
-    assert window.length == length
-    assert window.start <= now < window.end
-    assert Window.containing(window.start, length) == window
-    index = round(window.start / length)
-    assert window.start == index * length
-    # Windows tile: the next one starts exactly when this one resets.
-    assert Window.containing(window.end, length).start == window.end
+def spent(*pairs: tuple[float, float]) -> list[Spending]:
+    """Charges made ``hours_ago`` hours before NOW: ``(hours_ago, amount)`` pairs."""
+    return [Spending(NOW - hours * HOUR, amount) for hours, amount in pairs]
 
 
-@settings(max_examples=200)
-@given(st.integers(min_value=0, max_value=10**9), lengths)
-def test_just_before_a_boundary_is_still_the_earlier_window(index: int, length: float) -> None:
-    boundary = index * length
-    before = math.nextafter(boundary, -math.inf)
-    window = Window.containing(before, length)
-    assert window.start <= before < window.end
-    later = Window.containing(boundary, length)
-    assert later.start <= boundary < later.end
+def test_only_charges_of_the_last_window_count() -> None:
+    history = spent((25, 90.0), (23, 30.0), (1, 40.0))
+    assert [s.amount for s in in_window(history, BUDGET, NOW)] == [30.0, 40.0]
+    charge = decide_charge(amount=30.0, history=history, allowance=BUDGET, now=NOW)
+    assert charge == Charge(amount=30.0, spent_before=70.0, allowance=BUDGET)
+    assert charge.remaining == 0.0
 
 
-@pytest.mark.parametrize("length", [0.0, -1.0, math.nan, math.inf])
-def test_window_length_must_be_positive_and_finite(length: float) -> None:
-    with pytest.raises(InputError):
-        Window.containing(1000.0, length)
+def test_a_charge_exactly_one_window_old_no_longer_counts() -> None:
+    assert in_window(spent((24, 100.0)), BUDGET, NOW) == []
+    assert len(in_window(spent((23.999, 100.0)), BUDGET, NOW)) == 1
 
 
-@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf])
-def test_the_moment_must_be_finite(now: float) -> None:
-    with pytest.raises(InputError):
-        Window.containing(now, 3600.0)
+def test_a_boundary_gives_no_second_budget() -> None:
+    """Spending the whole budget just before a fixed window would have reset, then
+    again just after, is refused: the window rolls with the clock."""
+    history = spent((0.01, 100.0))
+    with pytest.raises(BudgetExhausted):
+        decide_charge(amount=1.0, history=history, allowance=BUDGET, now=NOW + 60.0)
 
 
-# --- charges -------------------------------------------------------------------------------
-
-
-def test_a_charge_that_fits_is_approved() -> None:
-    charge = decide_charge(amount=30.0, spent_in_window=50.0, limit=100.0, window=WINDOW)
-    assert charge == Charge(amount=30.0, spent_before=50.0, limit=100.0, window=WINDOW)
-    assert charge.remaining == 20.0
-    exact = decide_charge(amount=50.0, spent_in_window=50.0, limit=100.0, window=WINDOW)
-    assert exact.remaining == 0.0
-    free = decide_charge(amount=0.0, spent_in_window=100.0, limit=100.0, window=WINDOW)
-    assert free.remaining == 0.0
-
-
-def test_an_exhausted_budget_says_what_is_left_and_when_it_resets() -> None:
+def test_a_refusal_says_which_budget_what_is_left_and_when_in_utc_and_from_now() -> None:
+    history = spent((20, 50.0), (3, 40.0))
     with pytest.raises(BudgetExhausted) as caught:
-        decide_charge(amount=30.0, spent_in_window=80.0, limit=100.0, window=WINDOW)
+        decide_charge(
+            amount=30.0, history=history, allowance=BUDGET, now=NOW, what="a check by bravo"
+        )
     error = caught.value
-    assert error.remaining == 20.0
-    assert error.resets_at == WINDOW.end == 7200.0
-    assert "20.000 km²" in error.message
-    assert "7200" in error.message
+    assert error.remaining == pytest.approx(10.0)
+    # The 50 km² charged 20 h ago leaves the window in 4 h; then 50 km² are left.
+    assert error.frees_at == pytest.approx(NOW + 4 * HOUR)
+    assert "a check by bravo could expose up to 30.000 km²" in error.message
+    assert "10.000 km² of bravo's area budget (100 km² per 24 h) is left" in error.message
+    assert "enough frees up at 2025-06-15T19:06:40Z (in 4 h)" in error.message
+    assert error.frees_at is not None
+    assert str(int(error.frees_at)) not in error.message, "never a raw Unix timestamp"
     assert error.status.value == "RESOURCE_EXHAUSTED"
 
 
-def test_overspent_windows_leave_nothing() -> None:
+def test_a_request_larger_than_the_whole_budget_never_fits() -> None:
     with pytest.raises(BudgetExhausted) as caught:
-        decide_charge(amount=1.0, spent_in_window=150.0, limit=100.0, window=WINDOW, unit="checks")
-    assert caught.value.remaining == 0.0
-    assert "checks" in caught.value.message
+        decide_charge(amount=150.0, history=[], allowance=BUDGET, now=NOW)
+    assert caught.value.frees_at is None
+    assert "allows at all" in caught.value.message
 
 
 @settings(max_examples=200)
 @given(
-    st.floats(min_value=0, max_value=1e6),
-    st.floats(min_value=0, max_value=1e6),
-    st.floats(min_value=0, max_value=1e6),
+    st.lists(
+        st.tuples(st.floats(min_value=0, max_value=30), st.floats(min_value=0, max_value=60)),
+        max_size=8,
+    ),
+    st.floats(min_value=0, max_value=120),
 )
-def test_approval_is_exactly_fitting_in_what_is_left(
-    amount: float, spent: float, limit: float
+def test_refusals_and_their_free_up_times_are_exact(
+    pairs: list[tuple[float, float]], amount: float
 ) -> None:
-    left = max(0.0, limit - spent)
-    if amount > left:
-        with pytest.raises(BudgetExhausted) as caught:
-            decide_charge(amount=amount, spent_in_window=spent, limit=limit, window=WINDOW)
-        assert caught.value.remaining == left
-        assert caught.value.resets_at == WINDOW.end
-    else:
-        charge = decide_charge(amount=amount, spent_in_window=spent, limit=limit, window=WINDOW)
-        assert charge.remaining == max(0.0, limit - spent - amount)
+    history = spent(*pairs)
+    counting = sum(s.amount for s in in_window(history, BUDGET, NOW))
+    if counting + amount <= BUDGET.limit or amount == 0:
+        charge = decide_charge(amount=amount, history=history, allowance=BUDGET, now=NOW)
+        assert charge.remaining == pytest.approx(max(0.0, BUDGET.limit - counting - amount))
+        return
+    with pytest.raises(BudgetExhausted) as caught:
+        decide_charge(amount=amount, history=history, allowance=BUDGET, now=NOW)
+    frees_at = caught.value.frees_at
+    if amount > BUDGET.limit:
+        assert frees_at is None
+        return
+    assert frees_at is not None
+    # At that moment it fits, and a moment earlier it did not.
+    decide_charge(amount=amount, history=history, allowance=BUDGET, now=frees_at)
+    with pytest.raises(BudgetExhausted):
+        decide_charge(amount=amount, history=history, allowance=BUDGET, now=frees_at - 1e-3)
 
 
 @pytest.mark.parametrize("amount", [-1.0, math.nan, math.inf])
 def test_nonsense_amounts_are_input_errors(amount: float) -> None:
     with pytest.raises(InputError):
-        decide_charge(amount=amount, spent_in_window=0.0, limit=100.0, window=WINDOW)
+        decide_charge(amount=amount, history=[], allowance=BUDGET, now=NOW)
+
+
+@pytest.mark.parametrize(("limit", "window"), [(math.nan, DAY), (-1.0, DAY), (1.0, 0.0)])
+def test_nonsense_allowances_are_input_errors(limit: float, window: float) -> None:
+    with pytest.raises(InputError):
+        Allowance(limit, window)
+
+
+def test_a_mutual_call_costs_the_other_sides_set_size_in_cells() -> None:
+    assert set_area_km2(1024, 9) == pytest.approx(1024 * cell_area_km2(9))
+    with pytest.raises(InputError):
+        set_area_km2(-1, 9)

@@ -21,13 +21,14 @@ import pytest
 
 import hexpsi.protocol.check.session
 import hexpsi.protocol.crypto.group
-from hexpsi.protocol.budget import Window, cell_area_km2
+from hexpsi.protocol.budget import cell_area_km2
 from hexpsi.protocol.check.messages import Receipt
 from hexpsi.protocol.check.session import MODE, snapshot_bits
 from hexpsi.protocol.crypto.oprf import blind, finalize, verify_proof
 from hexpsi.protocol.errors import HexpsiError, Status
 from hexpsi.protocol.geo.tokens import token_bytes
 from hexpsi.protocol.snapshot.build import truncate_output
+from hexpsi.protocol.times import rfc3339
 from hexpsi.server.clients.check import run_check
 from hexpsi.server.clients.peer import PeerClient
 from hexpsi.server.node.snapshot_cache import SnapshotCache
@@ -47,7 +48,6 @@ from tests.security.hostile_helpers import (
     refused,
     serving,
     tls_channel,
-    window_end,
 )
 
 WINDOW_HOURS = 6.0
@@ -67,9 +67,9 @@ async def test_a_sweep_of_disjoint_checks_is_stopped_with_what_is_left_and_when(
     """Three small checks fit, the fourth is RESOURCE_EXHAUSTED with the remainder and reset
     time, and a restart of the responder hands nothing back.
 
-    Checked to fail without the protection: with ``Ledger.charge_area`` reduced to
-    returning an unrecorded charge, all six checks succeeded and the first assertion
-    on ``refusal`` failed.
+    Checked to fail without the protection: with ``Ledger.admit`` reduced to
+    returning an admission without writing the charge, all six checks succeeded and
+    the first assertion on ``refusal`` failed.
     """
     pair = make_pair(tmp_path, budget_km2=SWEEP_BUDGET_KM2, window_hours=WINDOW_HOURS)
     strikes = sweep_strikes()
@@ -88,20 +88,24 @@ async def test_a_sweep_of_disjoint_checks_is_stopped_with_what_is_left_and_when(
         assert refusal.status is Status.RESOURCE_EXHAUSTED
         assert len(receipts) == 3
         left = SWEEP_BUDGET_KM2 - 3 * ONE_GROUP_KM2
-        resets = window_end(now, WINDOW_HOURS)
-        assert f"only {left:.3f} km² of {SWEEP_BUDGET_KM2:.3f} km² remain" in refusal.message
-        assert f"the window resets at {resets:.0f}" in refusal.message
+        # Windows roll: enough frees up when the first charge leaves the last W hours.
+        frees = rfc3339(receipts[0].issued_at + WINDOW_HOURS * 3600)
+        assert f"{left:.3f} km² of bravo's area budget" in refusal.message
+        assert f"enough frees up at {frees} (in " in refusal.message
         assert sum(r.area_km2 for r in receipts) <= SWEEP_BUDGET_KM2
-        window = Window.containing(now, WINDOW_HOURS * 3600)
-        assert running.ledger.spent(PROPOSER, window.start) == pytest.approx(3 * ONE_GROUP_KM2)
+        spent = running.ledger.spent(PROPOSER, now=now, window_seconds=WINDOW_HOURS * 3600)
+        assert spent == pytest.approx(3 * ONE_GROUP_KM2)
     # The ledger outlives the process: a restarted responder says the same.
     async with serving(pair.responder) as running:
         with pytest.raises(HexpsiError) as caught:
             await run_check(pair.proposer, RESPONDER, strikes[-1])
         assert caught.value.status is Status.RESOURCE_EXHAUSTED
-        assert f"only {left:.3f} km² of {SWEEP_BUDGET_KM2:.3f} km² remain" in caught.value.message
-        assert f"the window resets at {resets:.0f}" in caught.value.message
-        assert [e.kind for e in running.audit.entries()] == ["evaluate"] * 3
+        assert f"{left:.3f} km² of bravo's area budget" in caught.value.message
+        assert f"enough frees up at {frees} (in " in caught.value.message
+        # The first server logged its refusal when it stopped: counted, not one entry per call.
+        entries = running.audit.entries()
+        assert [e.kind for e in entries] == ["evaluate"] * 3 + ["refusals"]
+        assert entries[-1].details_object()["reasons"] == {"budget": 1}
 
 
 async def test_concurrent_queries_cannot_overspend_together(tmp_path: Path) -> None:
@@ -130,8 +134,8 @@ async def test_concurrent_queries_cannot_overspend_together(tmp_path: Path) -> N
             )
         codes = sorted(code.name for code, _ in outcomes)
         assert codes == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 5
-        window = Window.containing(time.time(), WINDOW_HOURS * 3600)
-        assert running.ledger.spent(PROPOSER, window.start) <= SWEEP_BUDGET_KM2
+        spent = running.ledger.spent(PROPOSER, now=time.time(), window_seconds=WINDOW_HOURS * 3600)
+        assert spent <= SWEEP_BUDGET_KM2
 
 
 async def test_a_peer_out_of_budget_costs_no_element_decoding(
@@ -161,7 +165,7 @@ async def test_a_peer_out_of_budget_costs_no_element_decoding(
         big.groups[0].elements = random_elements(8) * 512
         error = await refused(stub.Evaluate(big, timeout=10))
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "remain in this window" in (error.details() or "")
+        assert "allows at all" in (error.details() or "")
     assert len(decoded) == 8
 
 
@@ -204,13 +208,13 @@ async def test_coarse_tokens_cannot_cover_more_ground_than_the_budget(tmp_path: 
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         needed = 8 * 7 ** (RES - RES_MIN) * cell_area_km2(RES)
         details = error.details() or ""
-        assert f"query needs {needed:.3f} km² but only {budget:.3f} km²" in details
-        assert f"resets at {window_end(time.time(), WINDOW_HOURS):.0f}" in details
+        assert f"could expose up to {needed:,.3f} km², more than bravo's area budget" in details
+        assert "allows at all" in details
         await stub.Evaluate(evaluate_request(descriptor.digest, {RES: 8}), timeout=10)
     # The proposer's own client reaches the same refusal for a whole res-5 strike.
     async with serving(pair.responder):
         whole = frozenset(h3.cell_to_children(h3.cell_to_parent(min(PROTECTED), RES_MIN), RES))
-        with pytest.raises(HexpsiError, match="remain in this window") as caught:
+        with pytest.raises(HexpsiError, match="allows at all") as caught:
             await run_check(pair.proposer, RESPONDER, whole)
         assert caught.value.status is Status.RESOURCE_EXHAUSTED
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from hexpsi.protocol.budget import Window
 from hexpsi.protocol.errors import StaleError
 from hexpsi.server.clients.check import run_check
+from hexpsi.server.node.ledger import Operation
 from hexpsi.server.node.snapshot_cache import SnapshotCache
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2, mutual_pb2_grpc
 from tests.security.hostile_helpers import (
@@ -46,14 +46,13 @@ def pair(tmp_path: Path) -> Pair:
 
 
 def spent_now(running: object, peer: str = PROPOSER) -> float:
-    window = Window.containing(time.time(), 24 * 3600.0)
-    return float(running.ledger.spent(peer, window.start))  # type: ignore[attr-defined]
+    return float(running.ledger.spent(peer, now=time.time(), window_seconds=24 * 3600.0))  # type: ignore[attr-defined]
 
 
 async def test_a_replayed_query_is_already_exists_and_charged_once(pair: Pair) -> None:
     """The very same request bytes, twice; then the same session id with other elements.
 
-    Checked to fail without the protection: with ``Ledger.claim_session`` a no-op,
+    Checked to fail without the protection: with the session claim in ``Ledger.admit`` a no-op,
     both replays were evaluated (and charged) again and ``refused`` failed.
     """
     async with serving(pair.responder) as running:
@@ -125,7 +124,7 @@ async def _mutual_start(
 async def test_a_session_id_is_never_accepted_twice_across_services(pair: Pair) -> None:
     """A check's session id reused to open a mutual check, and a mutual session id reused.
 
-    Checked to fail without the protection: with ``Ledger.claim_session`` a no-op,
+    Checked to fail without the protection: with the session claim in ``Ledger.admit`` a no-op,
     both reused starts were accepted and ``isinstance(..., AioRpcError)`` failed.
     """
     async with serving(pair.responder) as running:
@@ -145,12 +144,16 @@ async def test_a_session_id_is_never_accepted_twice_across_services(pair: Pair) 
             assert isinstance(again, grpc.aio.AioRpcError)
             assert again.code() == grpc.StatusCode.ALREADY_EXISTS
         # Only the accepted start was charged against the mutual allowance.
-        window = Window.containing(time.time(), 24 * 3600.0)
         for _ in range(100):
             if running.servicer.gate.active(PROPOSER) == 0:
                 break
             await asyncio.sleep(0.02)
-        assert running.ledger.used(PROPOSER, "mutual", window.start) == 1
+        assert (
+            running.ledger.calls(
+                PROPOSER, Operation.MUTUAL, now=time.time(), window_seconds=24 * 3600.0
+            )
+            == 1
+        )
 
 
 async def test_a_mutual_start_for_an_old_descriptor_fails_its_precondition(pair: Pair) -> None:

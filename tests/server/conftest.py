@@ -110,14 +110,19 @@ def make_nodes(
     *,
     budget_km2: float = BIG_BUDGET_KM2,
     limits: Mapping[str, int] | None = None,
+    node_budget_km2: float = BIG_BUDGET_KM2 * 10,
 ) -> dict[str, Node]:
-    """Initialise nodes on free loopback ports; every node pins every other one."""
+    """Initialise nodes on free loopback ports; every node pins every other one.
+
+    The node-wide budget is set far above the peers' own unless a test sets it.
+    """
     now = time.time()
     made = [
         init_node(root / name, name=name, listen=f"127.0.0.1:{free_loopback_port()}", now=now)
         for name in names
     ]
     for node in made:
+        edit_config(node.directory, budget={"node_km2_per_window": node_budget_km2})
         if limits:
             edit_config(node.directory, limits=limits)
         for other in made:
@@ -139,8 +144,15 @@ def make_pair(
     budget_km2: float = BIG_BUDGET_KM2,
     limits: Mapping[str, int] | None = None,
     epoch: bool = True,
+    node_budget_km2: float = BIG_BUDGET_KM2 * 10,
 ) -> Pair:
-    nodes = make_nodes(root, [RESPONDER, PROPOSER], budget_km2=budget_km2, limits=limits)
+    nodes = make_nodes(
+        root,
+        [RESPONDER, PROPOSER],
+        budget_km2=budget_km2,
+        limits=limits,
+        node_budget_km2=node_budget_km2,
+    )
     if epoch:
         make_epoch(nodes[RESPONDER])
     return Pair(nodes[RESPONDER], nodes[PROPOSER], root)

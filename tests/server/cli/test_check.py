@@ -266,7 +266,7 @@ async def test_check_with_an_exhausted_budget_says_so(
     assert code == 1
     err = one_line_error(capsys.readouterr().err)
     assert "refused the check" in err
-    assert "of 0.500 km² remain in this window; the window resets at" in err
+    assert "more than bravo's area budget (0.5 km² per 24 h) allows at all" in err
 
 
 async def test_check_without_positions_on_the_peer_says_what_to_do(

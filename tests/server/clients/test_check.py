@@ -164,7 +164,7 @@ async def test_budget_exhaustion_reaches_the_proposer_with_what_is_left(tmp_path
     try:
         await run_check(pair.proposer, RESPONDER, STRIKES["edge-of-outpost"])
         with pytest.raises(
-            HexpsiError, match=r"remain in this window; the window resets at"
+            HexpsiError, match=r"is left; enough frees up at \S+Z \(in 2[34] h"
         ) as caught:
             await run_check(pair.proposer, RESPONDER, STRIKES["edge-of-outpost"])
         assert caught.value.status is Status.RESOURCE_EXHAUSTED
@@ -178,7 +178,7 @@ async def test_a_slow_responder_hits_the_deadline(
     def stuck(*args: object, **kwargs: object) -> None:
         time.sleep(1.0)
 
-    monkeypatch.setattr(served.servicer.ledger, "claim_session", stuck)
+    monkeypatch.setattr(served.servicer.ledger, "admit", stuck)
     peer = pair.proposer.peer(RESPONDER)
     async with PeerClient(pair.proposer, peer, timeout=0.2) as client:
         descriptor = await client.fetch_descriptor(now=time.time())

@@ -1,4 +1,5 @@
-"""The ledger never overspends, keeps what was spent across restarts, and refuses replays."""
+"""The ledger never overspends (per peer, node-wide, by count), keeps what was spent across
+restarts, refuses replays, writes nothing for a refusal and migrates format 1 files."""
 
 from __future__ import annotations
 
@@ -13,75 +14,158 @@ from pathlib import Path
 
 import pytest
 
+from hexpsi.protocol.budget import Allowance
 from hexpsi.protocol.errors import BudgetExhausted, InputError, RemoteProtocolError, Status
-from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.node.ledger import NODE, Allowances, Ledger, Operation
 
 DAY = 86400.0
-NOW = 1_750_000_000.0  # mid-window: floor(NOW / DAY) * DAY is the window start
-WINDOW_START = (NOW // DAY) * DAY
+NOW = 1_750_000_000.0
+PEER_50 = Allowances(
+    peer=Allowance(50.0, DAY, name="bravo's area budget"), node=Allowance(1e9, DAY)
+)
+
+
+def allowances(peer: float = 100.0, node: float = 1e9, mutual: int | None = None) -> Allowances:
+    return Allowances(
+        peer=Allowance(peer, DAY, name="bravo's area budget"),
+        node=Allowance(node, DAY, name="the node's area budget"),
+        mutual_calls=None if mutual is None else Allowance(mutual, DAY, unit="checks"),
+    )
+
+
+def charge(
+    ledger: Ledger,
+    peer: str,
+    amount: float,
+    *,
+    now: float = NOW,
+    limits: Allowances | None = None,
+    operation: Operation = Operation.CHECK,
+    session: bytes | None = None,
+) -> float:
+    admission = ledger.admit(
+        peer,
+        operation=operation,
+        area_km2=amount,
+        allowances=limits or allowances(),
+        now=now,
+        session_id=session,
+    )
+    ledger.confirm(admission.charge_id)
+    return admission.charge.remaining
 
 
 def test_charges_accumulate_until_the_limit(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        first = ledger.charge_area("bravo", 40.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        second = ledger.charge_area("bravo", 60.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        assert (first.spent_before, first.remaining) == (0.0, 60.0)
-        assert (second.spent_before, second.remaining) == (40.0, 0.0)
-        assert ledger.spent("bravo", WINDOW_START) == 100.0
+        assert charge(ledger, "bravo", 40.0) == 60.0
+        assert charge(ledger, "bravo", 60.0) == 0.0
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 100.0
 
 
-def test_a_refused_charge_records_nothing_and_says_when_it_resets(tmp_path: Path) -> None:
+def test_a_refused_charge_writes_nothing(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        ledger.charge_area("bravo", 70.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
+        charge(ledger, "bravo", 70.0)
+        before = ledger.sizes()
         with pytest.raises(BudgetExhausted) as refused:
-            ledger.charge_area("bravo", 31.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        assert refused.value.remaining == pytest.approx(30.0)
-        assert refused.value.resets_at == WINDOW_START + DAY
-        assert refused.value.status is Status.RESOURCE_EXHAUSTED
-        assert ledger.spent("bravo", WINDOW_START) == 70.0
+            ledger.admit(
+                "bravo",
+                operation=Operation.CHECK,
+                area_km2=31.0,
+                allowances=allowances(),
+                now=NOW,
+                session_id=bytes(16),
+            )
+        assert refused.value.remaining == 30.0
+        assert refused.value.frees_at == NOW + DAY
+        assert ledger.sizes() == before, "no charge and no session row for a refusal"
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 70.0
 
 
-def test_peers_have_separate_budgets(tmp_path: Path) -> None:
+def test_windows_roll_so_a_boundary_gives_no_second_budget(tmp_path: Path) -> None:
+    """A whole budget spent a minute ago still counts, whatever the clock says the day is."""
+    midnight = (NOW // DAY + 1) * DAY
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        ledger.charge_area("bravo", 100.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        ledger.charge_area("charlie", 100.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        assert ledger.spent("charlie", WINDOW_START) == 100.0
+        charge(ledger, "bravo", 100.0, now=midnight - 60)
+        with pytest.raises(BudgetExhausted):
+            charge(ledger, "bravo", 1.0, now=midnight + 60)
+        assert charge(ledger, "bravo", 100.0, now=midnight - 60 + DAY) == 0.0
+
+
+def test_peers_have_their_own_budgets_and_share_the_node_cap(tmp_path: Path) -> None:
+    """Colluding peers, each within its own budget, are stopped by the node-wide cap."""
+    limits = allowances(peer=100.0, node=150.0)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        charge(ledger, "bravo", 100.0, limits=limits)
+        with pytest.raises(BudgetExhausted, match="the node's area budget") as refused:
+            charge(ledger, "charlie", 60.0, limits=limits)
+        assert refused.value.remaining == 50.0
+        assert charge(ledger, "charlie", 50.0, limits=limits) == 50.0
+        assert ledger.spent(NODE, now=NOW, window_seconds=DAY) == 150.0
+
+
+def test_mutual_calls_count_against_their_own_allowance(tmp_path: Path) -> None:
+    limits = allowances(mutual=2)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        for _ in range(2):
+            charge(ledger, "bravo", 1.0, limits=limits, operation=Operation.MUTUAL)
+        with pytest.raises(BudgetExhausted, match="checks"):
+            charge(ledger, "bravo", 1.0, limits=limits, operation=Operation.MUTUAL)
+        assert ledger.calls("bravo", Operation.MUTUAL, now=NOW, window_seconds=DAY) == 2
+        charge(ledger, "bravo", 1.0, limits=limits, operation=Operation.CHECK)
+        charge(ledger, "bravo", 1.0, limits=limits, operation=Operation.MUTUAL, now=NOW + DAY)
 
 
 def test_spending_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     with Ledger(path) as ledger:
-        ledger.charge_area("bravo", 90.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
+        charge(ledger, "bravo", 90.0)
     with Ledger(path) as reopened:
-        assert reopened.spent("bravo", WINDOW_START) == 90.0
+        assert reopened.spent("bravo", now=NOW, window_seconds=DAY) == 90.0
         with pytest.raises(BudgetExhausted):
-            reopened.charge_area("bravo", 20.0, limit_km2=100.0, window_seconds=DAY, now=NOW + 1)
+            charge(reopened, "bravo", 20.0, now=NOW + 1)
 
 
-def test_the_next_window_starts_from_zero(tmp_path: Path) -> None:
+def test_a_refund_undoes_an_unrecorded_charge_only(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        ledger.charge_area("bravo", 100.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        with pytest.raises(BudgetExhausted):
-            ledger.charge_area("bravo", 1.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        later = ledger.charge_area(
-            "bravo", 100.0, limit_km2=100.0, window_seconds=DAY, now=WINDOW_START + DAY
+        pending = ledger.admit(
+            "bravo", operation=Operation.CHECK, area_km2=30.0, allowances=allowances(), now=NOW
         )
-        assert later.spent_before == 0.0
-        assert later.window.start == WINDOW_START + DAY
-        assert ledger.spent("bravo", WINDOW_START) == 100.0
+        assert [c.charge_id for c in ledger.unrecorded()] == [pending.charge_id]
+        ledger.refund(pending.charge_id)
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 0.0
+        recorded = ledger.admit(
+            "bravo", operation=Operation.CHECK, area_km2=30.0, allowances=allowances(), now=NOW
+        )
+        ledger.confirm(recorded.charge_id)
+        ledger.refund(recorded.charge_id)
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 30.0
+        assert ledger.unrecorded() == []
 
 
-def test_bad_charges_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"area_km2": -1.0},
+        {"area_km2": float("nan")},
+        {"allowances": "not allowances"},
+    ],
+)
+def test_nonsense_charges_are_input_errors(tmp_path: Path, bad: dict[str, object]) -> None:
+    arguments: dict[str, object] = {
+        "operation": Operation.CHECK,
+        "area_km2": 1.0,
+        "allowances": allowances(),
+        "now": NOW,
+    }
+    arguments.update(bad)
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        with pytest.raises((InputError, AttributeError)):
+            ledger.admit("bravo", **arguments)  # type: ignore[arg-type]
         with pytest.raises(InputError):
-            ledger.charge_area("bravo", -1.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        with pytest.raises(InputError):
-            ledger.charge_area("bravo", 1.0, limit_km2=float("nan"), window_seconds=DAY, now=NOW)
-        with pytest.raises(InputError):
-            ledger.charge_area("bravo", 1.0, limit_km2=100.0, window_seconds=0, now=NOW)
-        with pytest.raises(InputError):
-            ledger.charge_area("", 1.0, limit_km2=100.0, window_seconds=DAY, now=NOW)
-        assert ledger.spent("bravo", WINDOW_START) == 0.0
+            ledger.admit(
+                "", operation=Operation.CHECK, area_km2=1.0, allowances=allowances(), now=NOW
+            )
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 0.0
 
 
 def _charge_repeatedly(path: str, attempts: int) -> int:
@@ -90,7 +174,7 @@ def _charge_repeatedly(path: str, attempts: int) -> int:
     with Ledger(Path(path)) as ledger:
         for _ in range(attempts):
             try:
-                ledger.charge_area("bravo", 1.0, limit_km2=50.0, window_seconds=DAY, now=NOW)
+                charge(ledger, "bravo", 1.0, limits=PEER_50)
             except BudgetExhausted:
                 continue
             approved += 1
@@ -114,28 +198,7 @@ def test_concurrent_threads_never_overspend(tmp_path: Path) -> None:
         thread.join()
     assert sum(results) == 50  # 90 attempts, exactly the limit approved
     with Ledger(path) as ledger:
-        assert ledger.spent("bravo", WINDOW_START) == 50.0
-
-
-def test_threads_sharing_one_ledger_never_overspend(tmp_path: Path) -> None:
-    approved: list[int] = []
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-
-        def worker() -> None:
-            for _ in range(20):
-                try:
-                    ledger.charge_area("bravo", 1.0, limit_km2=50.0, window_seconds=DAY, now=NOW)
-                except BudgetExhausted:
-                    continue
-                approved.append(1)
-
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert len(approved) == 50
-        assert ledger.spent("bravo", WINDOW_START) == 50.0
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 50.0
 
 
 def _charge_when_told(path: str, start_dir: str, attempts: int) -> int:
@@ -163,33 +226,23 @@ def test_concurrent_processes_never_overspend(tmp_path: Path) -> None:
         results = [future.result() for future in futures]
     assert sum(results) == 50
     with Ledger(path) as ledger:
-        assert ledger.spent("bravo", WINDOW_START) == 50.0
-
-
-def test_mutual_checks_are_counted_per_kind_and_window(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        for _ in range(2):
-            ledger.charge_count("bravo", "mutual", limit=2, window_seconds=DAY, now=NOW)
-        with pytest.raises(BudgetExhausted, match="used 2 of its 2 mutual checks") as refused:
-            ledger.charge_count("bravo", "mutual", limit=2, window_seconds=DAY, now=NOW)
-        assert refused.value.resets_at == WINDOW_START + DAY
-        assert ledger.used("bravo", "mutual", WINDOW_START) == 2
-        ledger.charge_count("bravo", "other", limit=2, window_seconds=DAY, now=NOW)
-        ledger.charge_count("bravo", "mutual", limit=2, window_seconds=DAY, now=NOW + DAY)
-        assert ledger.used("bravo", "mutual", WINDOW_START + DAY) == 1
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 50.0
 
 
 def test_a_session_id_can_be_claimed_once_per_peer(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     session = bytes(range(16))
     with Ledger(path) as ledger:
-        ledger.claim_session("bravo", session, NOW)
+        charge(ledger, "bravo", 1.0, session=session)
         with pytest.raises(RemoteProtocolError, match="already used") as reused:
-            ledger.claim_session("bravo", session, NOW + 1)
+            charge(ledger, "bravo", 1.0, session=session, now=NOW + 1)
         assert reused.value.status is Status.ALREADY_EXISTS
-        ledger.claim_session("charlie", session, NOW)
+        charge(ledger, "charlie", 1.0, session=session)
+        assert ledger.spent("bravo", now=NOW + 1, window_seconds=DAY) == 1.0, (
+            "a replay costs nothing"
+        )
     with Ledger(path) as reopened, pytest.raises(RemoteProtocolError) as again:
-        reopened.claim_session("bravo", session, NOW + 2)
+        charge(reopened, "bravo", 1.0, session=session, now=NOW + 2)
     assert again.value.status is Status.ALREADY_EXISTS
 
 
@@ -203,7 +256,7 @@ def test_racing_claims_of_one_session_id_admit_exactly_one(tmp_path: Path) -> No
         with Ledger(path) as ledger:
             barrier.wait()
             try:
-                ledger.claim_session("bravo", b"s" * 32, NOW)
+                charge(ledger, "bravo", 1.0, session=b"s" * 32)
             except RemoteProtocolError:
                 outcomes.append("refused")
             else:
@@ -221,18 +274,26 @@ def test_session_ids_must_be_long_enough(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         for bad in (b"", b"short", bytes(65)):
             with pytest.raises(RemoteProtocolError) as refused:
-                ledger.claim_session("bravo", bad, NOW)
+                charge(ledger, "bravo", 1.0, session=bad)
             assert refused.value.status is Status.INVALID_ARGUMENT
 
 
-def test_pruning_forgets_only_old_sessions(tmp_path: Path) -> None:
+def test_pruning_forgets_old_charges_and_past_sessions_only(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        ledger.claim_session("bravo", bytes(16), NOW - 10 * DAY)
-        ledger.claim_session("bravo", bytes(17), NOW)
-        assert ledger.prune_sessions(NOW - DAY) == 1
-        ledger.claim_session("bravo", bytes(16), NOW)
+        charge(ledger, "bravo", 10.0, now=NOW - 10 * DAY, session=bytes(16))
+        charge(ledger, "bravo", 10.0, now=NOW, session=bytes(17))
+        unfinished = ledger.admit(
+            "bravo",
+            operation=Operation.CHECK,
+            area_km2=5.0,
+            allowances=allowances(),
+            now=NOW - 9 * DAY,
+        )
+        assert ledger.prune(charges_before=NOW - DAY, sessions_before=NOW - DAY) == (1, 1)
+        assert [c.charge_id for c in ledger.unrecorded()] == [unfinished.charge_id]
+        charge(ledger, "bravo", 1.0, session=bytes(16))
         with pytest.raises(RemoteProtocolError):
-            ledger.claim_session("bravo", bytes(17), NOW)
+            charge(ledger, "bravo", 1.0, session=bytes(17))
 
 
 def test_the_file_is_owner_only_and_durable(tmp_path: Path) -> None:
@@ -259,3 +320,35 @@ def test_a_newer_format_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(InputError, match="format 99"):
         Ledger(path)
+
+
+def test_a_format_1_ledger_is_migrated_without_handing_budget_back(tmp_path: Path) -> None:
+    """Totals per fixed window become charges at the window's start: they count until the
+    old window would have ended, and session ids stay claimed."""
+    path = tmp_path / "ledger.sqlite3"
+    window_start = (NOW // DAY) * DAY
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE area_spent (peer TEXT, window_start REAL, spent_km2 REAL,
+            PRIMARY KEY (peer, window_start)) WITHOUT ROWID;
+        CREATE TABLE count_spent (peer TEXT, kind TEXT, window_start REAL, used INTEGER,
+            PRIMARY KEY (peer, kind, window_start)) WITHOUT ROWID;
+        CREATE TABLE sessions (peer TEXT, session_id BLOB, claimed_at REAL,
+            PRIMARY KEY (peer, session_id)) WITHOUT ROWID;
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.execute("INSERT INTO area_spent VALUES ('bravo', ?, 80.0)", (window_start,))
+    conn.execute("INSERT INTO count_spent VALUES ('bravo', 'mutual', ?, 3)", (window_start,))
+    conn.execute("INSERT INTO sessions VALUES ('bravo', ?, ?)", (bytes(16), window_start))
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.spent("bravo", now=NOW, window_seconds=DAY) == 80.0
+        assert ledger.calls("bravo", Operation.MUTUAL, now=NOW, window_seconds=DAY) == 3
+        with pytest.raises(BudgetExhausted) as refused:
+            charge(ledger, "bravo", 30.0)
+        assert refused.value.frees_at == window_start + DAY
+        with pytest.raises(RemoteProtocolError):
+            charge(ledger, "bravo", 1.0, session=bytes(16))

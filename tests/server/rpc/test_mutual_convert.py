@@ -23,6 +23,7 @@ import grpc
 import h3.api.basic_int as h3
 import pytest
 
+from hexpsi.protocol.budget import cell_area_km2
 from hexpsi.protocol.crypto.group import IDENTITY
 from hexpsi.protocol.errors import HexpsiError, LocalProtocolError, Status
 from hexpsi.protocol.mutual.messages import MutualFinish, MutualReceipt
@@ -31,6 +32,7 @@ from hexpsi.server.bench.mutual import maps as bench_maps
 from hexpsi.server.clients.mutual import run_mutual
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.epochs import CELLS_FILE, EpochStore
+from hexpsi.server.node.ledger import Operation
 from hexpsi.server.node.mutual_records import load_receipt
 from hexpsi.server.rpc.hexpsi.v1 import mutual_pb2, mutual_pb2_grpc
 from hexpsi.server.rpc.mutual_convert import (
@@ -116,10 +118,21 @@ async def test_an_honest_pair_counts_exactly_the_shared_cells(maps: Pair) -> Non
         assert entry["outcome"] == "completed"
         assert entry["shared_cells"] == shared
         assert MutualReceipt.decode(bytes.fromhex(entry["receipt"])) == receipt
-    assert responder_entry["checks_left_in_window"] == 11
+    # Each side was charged the other's padded set size in cells at the agreed resolution.
+    res = receipt.statement.res
+    assert responder_entry["area_km2"] == pytest.approx(
+        receipt.statement.proposer_set_size * cell_area_km2(res)
+    )
     with maps.responder.open_ledger() as ledger:
-        window = responder_entry["window_resets_at"] - maps.responder.peer(PROPOSER).window_seconds
-        assert ledger.used(PROPOSER, "mutual", window) == 1
+        now = receipt.statement.issued_at
+        day = maps.responder.peer(PROPOSER).window_seconds
+        assert ledger.calls(PROPOSER, Operation.MUTUAL, now=now, window_seconds=day) == 1
+        assert ledger.spent(PROPOSER, now=now, window_seconds=day) == pytest.approx(
+            responder_entry["area_km2"]
+        )
+    with maps.proposer.open_ledger() as ledger:
+        charged = ledger.spent(RESPONDER, now=now, window_seconds=day)
+        assert charged == pytest.approx(receipt.statement.responder_set_size * cell_area_km2(res))
 
 
 async def test_checks_beyond_the_allowance_are_refused(maps: Pair) -> None:
@@ -127,7 +140,9 @@ async def test_checks_beyond_the_allowance_are_refused(maps: Pair) -> None:
     running = await start_server(pair.responder)
     try:
         await run_mutual(pair.proposer, RESPONDER)
-        with pytest.raises(HexpsiError, match="used 1 of its 1 mutual checks") as caught:
+        with pytest.raises(
+            HexpsiError, match=r"bravo's mutual-check allowance \(1 per 24 h\) is left"
+        ) as caught:
             await run_mutual(pair.proposer, RESPONDER)
         assert caught.value.status is Status.RESOURCE_EXHAUSTED
     finally:
@@ -337,7 +352,7 @@ async def test_an_exhausted_allowance_is_refused_before_any_group_work(pair: Pai
         await send(call, start(digest))
         error = await refusal(call)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "mutual checks" in (error.details() or "")
+    assert "bravo's mutual-check allowance (0 per 24 h) allows at all" in (error.details() or "")
     assert audit_entries(pair.responder) == []
 
 

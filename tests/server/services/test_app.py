@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hexpsi.protocol.errors import InputError, LocalProtocolError
+from hexpsi.server.node.ledger import Admission
 from hexpsi.server.services.app import RunningServer, is_loopback, start_server
 from tests.server.conftest import (
     PROPOSER,
@@ -73,14 +75,14 @@ async def test_shutdown_turns_health_off_and_lets_a_call_in_flight_finish(
     running = await start_server(pair.responder)
     release = threading.Event()
     entered = threading.Event()
-    claim = running.servicer.ledger.claim_session
+    admit = running.servicer.ledger.admit
 
-    def held_claim(peer: str, session_id: bytes, now: float) -> None:
+    def held_admit(peer: str, **kwargs: Any) -> Admission:
         entered.set()
         release.wait(10)
-        claim(peer, session_id, now)
+        return admit(peer, **kwargs)
 
-    running.servicer.ledger.claim_session = held_claim  # type: ignore[method-assign]
+    running.servicer.ledger.admit = held_admit  # type: ignore[method-assign]
     stopping: asyncio.Task[None] | None = None
     try:
         async with tls_channel(pair.responder, pair.proposer) as channel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Iterator
@@ -23,6 +24,7 @@ from hexpsi.protocol.budget import cell_area_km2
 from hexpsi.protocol.check.messages import Receipt
 from hexpsi.protocol.crypto.group import IDENTITY, validate_element
 from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR, BlockFile
+from hexpsi.server.node.ledger import Admission
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2
 from hexpsi.server.rpc.status import PEER_METADATA_KEY
 from hexpsi.server.services.app import RunningServer, start_server
@@ -245,10 +247,9 @@ async def test_an_exhausted_budget_says_what_remains_and_when_it_resets(tmp_path
         await running.stop(grace=1.0)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     details = error.details() or ""
-    window_end = (int(time.time()) // 86400 + 1) * 86400
     left = 1.0 - 8 * cell_area_km2(RES)
-    assert f"only {left:.3f} km² of 1.000 km² remain" in details
-    assert f"the window resets at {window_end}" in details
+    assert f"{left:.3f} km² of bravo's area budget (1 km² per 24 h) is left" in details
+    assert re.search(r"enough frees up at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 2[34] h", details)
 
 
 async def test_an_oversized_message_is_resource_exhausted(
@@ -326,14 +327,14 @@ async def test_too_many_concurrent_calls_from_one_peer_are_refused(tmp_path: Pat
     running = await start_server(pair.responder)
     release = threading.Event()
     entered = threading.Event()
-    claim = running.servicer.ledger.claim_session
+    admit = running.servicer.ledger.admit
 
-    def held_claim(peer: str, session_id: bytes, now: float) -> None:
+    def held_admit(peer: str, **kwargs: Any) -> Admission:
         entered.set()
         release.wait(10)
-        claim(peer, session_id, now)
+        return admit(peer, **kwargs)
 
-    running.servicer.ledger.claim_session = held_claim  # type: ignore[method-assign]
+    running.servicer.ledger.admit = held_admit  # type: ignore[method-assign]
     try:
         async with tls_channel(pair.responder, pair.proposer) as channel:
             stub = check_stub(channel)

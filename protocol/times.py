@@ -1,0 +1,44 @@
+"""Times as people read them: RFC 3339 in UTC, and "in 3 h 12 min".
+
+Inside hexpsi a time is a float of Unix seconds (passed in, never read from a
+clock here). Anything a person reads says it in UTC with an explicit ``Z`` and,
+where it is about waiting, how long from now: never a raw Unix timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+from hexpsi.protocol.errors import InputError
+
+_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def rfc3339(moment: float) -> str:
+    """``2026-12-05T05:14:53Z``: the moment in UTC, to the second."""
+    if not math.isfinite(moment):
+        raise InputError(f"{moment} is not a moment in time")
+    when = datetime.datetime.fromtimestamp(math.floor(moment), tz=datetime.UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def duration_words(seconds: float) -> str:
+    """``3 h 12 min``: a duration in its two largest units (seconds rounded up).
+
+    Days only from two days on: a day-long budget window reads as ``24 h``.
+    """
+    left = max(0, math.ceil(seconds))
+    parts: list[str] = []
+    for unit, size in _UNITS if left >= 2 * 86400 else _UNITS[1:]:
+        if left >= size or (unit == "s" and not parts):
+            count, left = divmod(left, size)
+            parts.append(f"{count} {unit}")
+    return " ".join(parts[:2])
+
+
+def moment_from_now(moment: float, now: float) -> str:
+    """``2026-12-05T09:26:53Z (in 3 h 12 min)``, or ``(… ago)`` for a past moment."""
+    if moment >= now:
+        return f"{rfc3339(moment)} (in {duration_words(moment - now)})"
+    return f"{rfc3339(moment)} ({duration_words(now - moment)} ago)"
