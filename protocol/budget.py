@@ -123,9 +123,13 @@ class Charge:
 
 
 def in_window(history: Iterable[Spending], allowance: Allowance, now: float) -> list[Spending]:
-    """The charges that still count at ``now``: made within the last window, oldest first."""
+    """The charges that still count at ``now``: made within the last window, oldest first.
+
+    A charge dated after ``now`` counts too: concurrent requests take their time
+    before they are charged, so one may be charged after a later one.
+    """
     start = now - allowance.window_seconds
-    return sorted((s for s in history if start < s.at <= now), key=lambda s: s.at)
+    return sorted((s for s in history if start < s.at), key=lambda s: s.at)
 
 
 def frees_at(

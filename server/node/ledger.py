@@ -171,13 +171,11 @@ class Ledger(DatabaseOwner):
 
     def spent(self, peer: str, *, now: float, window_seconds: float) -> float:
         """Area charged to ``peer`` (``NODE``: to everyone) over the last window (km²)."""
-        history = self._history(peer, now - window_seconds)
-        return sum(s.amount for s in history if s.at <= now)
+        return sum(s.amount for s in self._history(peer, now - window_seconds))
 
     def calls(self, peer: str, operation: Operation, *, now: float, window_seconds: float) -> int:
         """How many ``operation`` charges ``peer`` made over the last window."""
-        history = self._history(peer, now - window_seconds, operation)
-        return sum(1 for s in history if s.at <= now)
+        return len(self._history(peer, now - window_seconds, operation))
 
     def last_charge(self, peer: str, operation: Operation) -> float | None:
         """When ``peer`` was last charged for ``operation``, if ever."""

@@ -21,7 +21,7 @@ from grpc_health.v1 import _async as health_aio  # published as grpc_health.v1.h
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.errors import HexpsiError, InputError
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.config import parse_address
 from hexpsi.server.node.directory import Node
@@ -91,6 +91,8 @@ class RunningServer:
         self.pool.shutdown()
         try:
             await asyncio.to_thread(self.upkeep.run_once)
+        except HexpsiError as error:
+            log.error("final housekeeping failed: %s", error.explain())
         finally:
             self.ledger.close()
             self.audit.close()

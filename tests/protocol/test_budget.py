@@ -88,6 +88,14 @@ def test_only_charges_of_the_last_window_count() -> None:
     assert charge.remaining == 0.0
 
 
+def test_a_charge_recorded_after_the_request_began_still_counts() -> None:
+    """Concurrent requests: one that took its time before being charged must see the
+    charge of one that began later but was charged first."""
+    history = [Spending(NOW + 5.0, 90.0)]
+    with pytest.raises(BudgetExhausted):
+        decide_charge(amount=20.0, history=history, allowance=BUDGET, now=NOW)
+
+
 def test_a_charge_exactly_one_window_old_no_longer_counts() -> None:
     assert in_window(spent((24, 100.0)), BUDGET, NOW) == []
     assert len(in_window(spent((23.999, 100.0)), BUDGET, NOW)) == 1

@@ -174,12 +174,6 @@ def assert_kept_nothing(proposer: Node) -> None:
     assert "check" not in audit_kinds(proposer)
 
 
-def window_end(now: float, window_hours: float) -> float:
-    """When the fixed budget window holding ``now`` resets."""
-    length = window_hours * 3600.0
-    return (now // length + 1) * length
-
-
 def clock_after(seconds: float) -> Any:
     """A clock ``seconds`` ahead of the real one."""
     return lambda: time.time() + seconds
