@@ -110,7 +110,7 @@ async def test_a_failed_audit_entry_refunds_the_charge_and_keeps_no_receipt(
         def failing_append(*args: Any, **kwargs: Any) -> None:
             raise LocalProtocolError("audit.sqlite3: disk I/O error", status=Status.UNAVAILABLE)
 
-        running.audit.append = failing_append  # type: ignore[method-assign]
+        running.audit.append = failing_append  # type: ignore[method-assign,assignment]
         async with tls_channel(pair.responder, pair.proposer) as channel:
             stub = check_stub(channel)
             descriptor = await current_descriptor(stub, pair.responder)
