@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-import hexpsi.protocol.check.session
+from hexpsi.protocol.crypto.oprf import blind_evaluate
 from hexpsi.protocol.errors import LocalProtocolError, Status
 from hexpsi.server.node.ledger import Operation
 from hexpsi.server.services.check import RECEIPTS_DIR
@@ -50,13 +50,13 @@ async def test_a_refused_query_is_never_evaluated(
     ran for three admitted queries.
     """
     evaluations: list[int] = []
-    honest = hexpsi.protocol.check.session.blind_evaluate
+    honest = blind_evaluate
 
     def counting(key: Any, elements: Any, **kwargs: Any) -> list[bytes]:
         evaluations.append(len(elements))
         return honest(key, elements, **kwargs)
 
-    monkeypatch.setattr(hexpsi.protocol.check.session, "blind_evaluate", counting)
+    monkeypatch.setattr("hexpsi.protocol.check.session.blind_evaluate", counting)
     pair = make_pair(tmp_path, budget_km2=3.5 * ONE_GROUP_KM2, limits={"max_sessions_per_peer": 8})
     async with serving(pair.responder), tls_channel(pair.responder, pair.proposer) as channel:
         stub = check_stub(channel)
