@@ -129,6 +129,12 @@ def with_room(root: Path, cells: int) -> Any:
 Call = grpc.aio.StreamStreamCall[mutual_pb2.MutualRequest, mutual_pb2.MutualResponse]
 
 
+async def _response(call: Call) -> mutual_pb2.MutualResponse:
+    message = await call.read()
+    assert isinstance(message, mutual_pb2.MutualResponse), "the responder ended the call"
+    return message
+
+
 async def coded_call(
     channel: grpc.aio.Channel, digest: bytes, candidates: Sequence[int], set_size: int
 ) -> set[int]:
@@ -139,16 +145,17 @@ async def coded_call(
     try:
         start = MutualStart(os.urandom(16), digest, os.urandom(16), set_size)
         await call.write(start_request(start))
-        accept = read_accept(await call.read())
+        accept = read_accept(await _response(call))
         for chunk in split_chunks(elements, 4096):
             await call.write(chunk_request("blinded", chunk))
         singles: list[bytes] = []
         while len(singles) < accept.responder_set_size:
-            singles.extend(read_response_chunk(await call.read(), "blinded").elements)
+            singles.extend(read_response_chunk(await _response(call), "blinded").elements)
         await call.write(commitment_request(MutualCommitment(os.urandom(32))))
         doubles: list[bytes] = []
         while len(doubles) < set_size:
-            doubles.extend(read_response_chunk(await call.read(), "double_blinded").elements)
+            chunk = read_response_chunk(await _response(call), "double_blinded")
+            doubles.extend(chunk.elements)
     finally:
         call.cancel()
     return coder.decode(singles, set(doubles))
