@@ -18,9 +18,10 @@ allowance bounds what all of them together may probe, charged beside each
 peer's own.
 
 What "km²" means: cells × H3's *average* cell area at the resolution charged
-(:func:`cell_area_km2`). Real cells vary with latitude (around 34°N they are
-about 10 % larger than average, up to about 1.2× in Syria), so the ground a
-budget covers varies too; what it really bounds is a number of cells.
+(:func:`cell_area_km2`). Real cells vary with latitude and their place on the
+grid (at resolution 9, cells near At-Tanf are 1.09× the average, across Syria
+1.03× to 1.13×), so the ground a budget covers varies too; what it really
+bounds is a number of cells.
 
 Windows roll: what counts is the sum over the last W hours, so nobody spends a
 budget twice across a boundary. A refusal says when enough frees up, in RFC

@@ -35,9 +35,22 @@ def register(subparsers: Subparsers) -> None:
     add.add_argument("identity", metavar="IDENTITY", help="the peer's identity JSON (- for stdin)")
     add.add_argument("--address", metavar="HOST:PORT", help="dial this instead of its own address")
     add.add_argument(
-        "--budget-km2", type=float, metavar="X", help="area this peer may query per window"
+        "--budget-km2",
+        type=float,
+        metavar="X",
+        help="how much of this node's map the peer may probe per window, in km²: cells x H3's "
+        "average cell area at the charged resolution (real cells vary with latitude, so what "
+        "it bounds is a number of cells); checks and mutual checks both spend it",
     )
-    add.add_argument("--window-hours", type=float, metavar="H", help="length of its budget window")
+    add.add_argument(
+        "--window-hours", type=float, metavar="H", help="its rolling budget window, in hours"
+    )
+    add.add_argument(
+        "--max-set-size",
+        type=int,
+        metavar="N",
+        help="largest padded set a mutual check with this peer may use, either side's",
+    )
     add.add_argument("--replace", action="store_true", help="re-pin a name that is already pinned")
 
     listing = actions.add_parser("list", help="list pinned peers")
@@ -74,6 +87,7 @@ def run_add(args: argparse.Namespace) -> int:
         address=args.address,
         budget_km2=args.budget_km2,
         window_hours=args.window_hours,
+        max_set_size=args.max_set_size,
         replace=args.replace,
     )
     print(f"pinned {peer.name} at {peer.address}")
