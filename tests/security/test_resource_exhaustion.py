@@ -368,3 +368,43 @@ async def test_an_expired_epoch_is_not_streamed(tmp_path: Path) -> None:
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "expired" in (error.details() or "")
         assert "set its positions again" in (error.details() or "")
+
+
+async def test_health_watch_and_reflection_streams_take_call_slots(tmp_path: Path) -> None:
+    """Streams of gRPC's own services count toward a peer's open calls like ours do:
+    two held health ``Watch`` streams and one reflection stream leave bravo no room.
+
+    Checked to fail without the protection: without ``CountStreams`` among the
+    server's interceptors, bravo's check was served beside its three held streams.
+    """
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    limit = 3
+    nodes = trio(tmp_path, max_sessions_per_peer=limit)
+    alpha, bravo = nodes[RESPONDER], nodes[PROPOSER]
+    async with serving(alpha) as running, AsyncExitStack() as stack:
+        channel = await stack.enter_async_context(tls_channel(alpha, bravo))
+        watches = [
+            health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=30
+            )
+            for _ in range(2)
+        ]
+        for watch in watches:
+            await watch.read()
+        info = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(timeout=30)
+        await info.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        await info.read()
+        await wait_until(lambda: running.servicer.gate.active(PROPOSER) == limit)
+        stub = check_stub(channel)
+        descriptor = await current_descriptor(stub, alpha)
+        error = await refused(stub.Evaluate(evaluate_request(descriptor.digest), timeout=10))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"already has {limit} calls in progress" in (error.details() or "")
+        for watch in watches:
+            watch.cancel()
+        await info.done_writing()
+        info.cancel()
+        await wait_until(lambda: running.servicer.gate.active(PROPOSER) == 0)
+        await stub.Evaluate(evaluate_request(descriptor.digest), timeout=10)
