@@ -25,6 +25,8 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hexpsi.protocol.crypto.group import hash_to_group
 from hexpsi.protocol.mutual.messages import MAX_CHUNK_ELEMENTS, ElementChunk
@@ -377,9 +379,6 @@ async def test_health_watch_and_reflection_streams_take_call_slots(tmp_path: Pat
     Checked to fail without the protection: without ``CountStreams`` among the
     server's interceptors, bravo's check was served beside its three held streams.
     """
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
     limit = 3
     nodes = trio(tmp_path, max_sessions_per_peer=limit)
     alpha, bravo = nodes[RESPONDER], nodes[PROPOSER]
