@@ -32,7 +32,8 @@ from hexpsi.protocol.check.zone_evidence import (
     ZoneVerdict,
     verify_zone_evidence,
 )
-from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.epoch.descriptor import Descriptor
+from hexpsi.protocol.errors import HexpsiError, InputError
 
 Document = ZoneEvidence | Evidence | StandaloneCellOpening | CellOpening
 READERS: dict[str, Callable[[bytes], Document]] = {
@@ -72,6 +73,21 @@ def verify_document(document: Document, responder_key: VerifyKey) -> ZoneVerdict
         raise InputError(
             f"a {CELL_OPENING_FORMAT} document carries no epoch descriptor, so it cannot be "
             "verified on its own",
-            hint=f"ask the responder for a {STANDALONE_OPENING_FORMAT} (hexpsi evidence open)",
+            hint=f"ask the responder for a {STANDALONE_OPENING_FORMAT}: hexpsi evidence open",
         )
     return verify_zone_evidence(document, responder_key)
+
+
+def claimed_responder(document: Document) -> str | None:
+    """The responder a document's descriptor names, unverified, or None if it has none
+    that decodes: for saying "this is another node's document" rather than only "the
+    signature does not verify". Trust nothing else about it before verification."""
+    if isinstance(document, CellOpening):
+        return None
+    encoded = (
+        document.replay.descriptor if isinstance(document, ZoneEvidence) else document.descriptor
+    )
+    try:
+        return Descriptor.decode(encoded).node
+    except HexpsiError:
+        return None
