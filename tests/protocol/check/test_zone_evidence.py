@@ -203,6 +203,26 @@ def test_a_moved_zone_is_refused(node: ResponderNode, bundle: dict[str, Any]) ->
         verify_json(moved, node)
 
 
+def test_a_bundle_narrowed_to_a_separate_part_of_its_zone_proves_only_that_part(
+    node: ResponderNode, bundle: dict[str, Any]
+) -> None:
+    """What no bundle can prove is which zone the proposer meant to strike. Cut down to
+    the road alone, zone and positions alike, it verifies: as the smaller, clear zone it
+    now is, with that zone's area (``protocol/THREAT_MODEL.md`` accepts this)."""
+    road = StrikeZone(STRIKE.features[1:])
+    tokens = zone_tokens(road)
+    assert tokens < {int(p["cell"], 16) for p in bundle["positions"]}
+    narrowed = {
+        **bundle,
+        "zone": {**bundle["zone"], "features": bundle["zone"]["features"][1:]},
+        "positions": [p for p in bundle["positions"] if int(p["cell"], 16) in tokens],
+    }
+    verdict = verify_json(narrowed, node)
+    assert not verdict.conflict
+    assert verdict.zone_cells == len(road.cover(RES)) < len(STRIKE.cover(RES))
+    assert verdict.zone_area_km2 == pytest.approx(cover_area_km2(road.cover(RES)))
+
+
 def test_a_zone_covered_at_another_resolution_is_refused(
     node: ResponderNode, bundle: dict[str, Any]
 ) -> None:
