@@ -51,12 +51,12 @@ def document_format(data: bytes) -> str:
     except (ValueError, RecursionError) as error:
         raise InputError(f"not a hexpsi document: not usable JSON ({error})") from None
     kind = obj.get("format") if isinstance(obj, dict) else None
-    if kind not in READERS:
+    if not isinstance(kind, str) or kind not in READERS:
         raise InputError(
             f"not a hexpsi document: its format is {json.dumps(kind)[:60]}, expected one of "
             f"{', '.join(READERS)}"
         )
-    return str(kind)
+    return kind
 
 
 def read_document(data: bytes) -> Document:

@@ -99,6 +99,8 @@ def test_a_v1_opening_is_refused_because_it_carries_no_descriptor(
         b"{}",
         b'{"format": "hexpsi/v3/evidence"}',
         b'{"format": 2}',
+        b'{"format": ["hexpsi/v2/evidence"]}',
+        b'{"format": {}}',
         b"[" * 100_000,
     ],
 )
