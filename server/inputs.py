@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hexpsi.protocol.errors import InputError
-from hexpsi.protocol.geo.cover import feature_to_cover
-from hexpsi.protocol.geo.estimate import check_cover_size
+from hexpsi.protocol.geo.estimate import bounded_cover
 from hexpsi.protocol.geo.parse import read_features
 from hexpsi.protocol.geo.shapes import Feature, check_distance
 from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
@@ -35,16 +34,9 @@ def cover_features(
     say it is far too large to protect or to strike.
     """
     try:
-        check_cover_size(features, res, max_cells)
-    except InputError:
-        raise InputError(
-            f"the shapes would cover more than {max_cells:,} cells at resolution {res}",
-            hint="check their radius_m and buffer_m (and --radius-m)",
-        ) from None
-    cells: set[int] = set()
-    for feature in features:
-        cells |= feature_to_cover(feature, res)
-    return cells
+        return bounded_cover(features, res, max_cells)
+    except InputError as error:
+        raise InputError(error.message, hint=f"{error.hint} (and --radius-m)") from None
 
 
 def read_cover(path: str | Path, *, res: int, default_radius_m: float = 0.0) -> set[int]:

@@ -78,56 +78,70 @@ class Evidence:
         return json.dumps(
             {
                 "format": EVIDENCE_FORMAT,
-                "descriptor": self.descriptor.hex(),
-                "descriptor_signature": self.descriptor_signature.hex(),
-                "proposer": self.proposer,
-                "query": self.query.hex(),
-                "response": self.response.hex(),
-                "positions": [
-                    {
-                        "cell": f"{p.cell:x}",
-                        "resolution": p.resolution,
-                        "index": p.index,
-                        "blind": p.blind.hex(),
-                        "opening": p.opening.encode().hex(),
-                    }
-                    for p in self.positions
-                ],
+                **self.transcript_members(),
+                "positions": self.positions_json(),
             },
             indent=1,
         ).encode()
+
+    def transcript_members(self) -> dict[str, Any]:
+        """The descriptor, proposer and messages as every evidence format writes them."""
+        return {
+            "descriptor": self.descriptor.hex(),
+            "descriptor_signature": self.descriptor_signature.hex(),
+            "proposer": self.proposer,
+            "query": self.query.hex(),
+            "response": self.response.hex(),
+        }
+
+    def positions_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "cell": f"{p.cell:x}",
+                "resolution": p.resolution,
+                "index": p.index,
+                "blind": p.blind.hex(),
+                "opening": p.opening.encode().hex(),
+            }
+            for p in self.positions
+        ]
 
     @classmethod
     def from_json(cls, data: bytes) -> Evidence:
         """Parse a bundle; a malformed one is an InputError, a tampered opening a
         VerificationError. Nothing is verified here: see :func:`verify_evidence`."""
         try:
-            obj = _json_object(data, EVIDENCE_FORMAT)
-            positions = obj["positions"]
-            if not isinstance(positions, list):
-                raise TypeError("positions must be a list")
-            return cls(
-                descriptor=bytes.fromhex(obj["descriptor"]),
-                descriptor_signature=bytes.fromhex(obj["descriptor_signature"]),
-                proposer=_text(obj["proposer"], "proposer"),
-                query=bytes.fromhex(obj["query"]),
-                response=bytes.fromhex(obj["response"]),
-                positions=tuple(
-                    EvidencePosition(
-                        cell=int(_text(p["cell"], "cell"), 16),
-                        resolution=_integer(p["resolution"], "resolution"),
-                        index=_integer(p["index"], "index"),
-                        blind=bytes.fromhex(p["blind"]),
-                        opening=Opening.decode(bytes.fromhex(p["opening"])),
-                    )
-                    for p in positions
-                ),
-            )
+            return cls.from_members(json_document(data, EVIDENCE_FORMAT))
         except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise InputError(f"evidence bundle is malformed: {error}") from None
 
+    @classmethod
+    def from_members(cls, obj: dict[str, Any]) -> Evidence:
+        """The replay material of a parsed bundle of either format; raises ValueError,
+        KeyError or TypeError on a malformed member (the caller names the document)."""
+        positions = obj["positions"]
+        if not isinstance(positions, list):
+            raise TypeError("positions must be a list")
+        return cls(
+            descriptor=bytes.fromhex(obj["descriptor"]),
+            descriptor_signature=bytes.fromhex(obj["descriptor_signature"]),
+            proposer=text_member(obj["proposer"], "proposer"),
+            query=bytes.fromhex(obj["query"]),
+            response=bytes.fromhex(obj["response"]),
+            positions=tuple(
+                EvidencePosition(
+                    cell=int(text_member(p["cell"], "cell"), 16),
+                    resolution=integer_member(p["resolution"], "resolution"),
+                    index=integer_member(p["index"], "index"),
+                    blind=bytes.fromhex(p["blind"]),
+                    opening=Opening.decode(bytes.fromhex(p["opening"])),
+                )
+                for p in positions
+            ),
+        )
 
-def _json_object(data: bytes, expected_format: str) -> dict[str, Any]:
+
+def json_document(data: bytes, expected_format: str) -> dict[str, Any]:
     """The top-level JSON object of a document that names ``expected_format``."""
     obj = json.loads(data)
     if not isinstance(obj, dict):
@@ -137,13 +151,13 @@ def _json_object(data: bytes, expected_format: str) -> dict[str, Any]:
     return obj
 
 
-def _text(value: object, what: str) -> str:
+def text_member(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string")
     return value
 
 
-def _integer(value: object, what: str) -> int:
+def integer_member(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an integer")
     return value
@@ -196,7 +210,7 @@ def verify_evidence(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
 
 
 def _replay(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
-    descriptor = _verified_descriptor(
+    descriptor = verified_descriptor(
         evidence.descriptor, evidence.descriptor_signature, responder_key
     )
     d = descriptor.descriptor
@@ -245,7 +259,7 @@ def _replay(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
     )
 
 
-def _verified_descriptor(encoded: bytes, signature: bytes, key: VerifyKey) -> SignedDescriptor:
+def verified_descriptor(encoded: bytes, signature: bytes, key: VerifyKey) -> SignedDescriptor:
     """Signature only: evidence is checked later, so freshness is judged by the receipt time."""
     return SignedDescriptor.verify(encoded, signature, key, now=None)
 
@@ -260,28 +274,34 @@ class CellOpening:
     opening: Opening
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": CELL_OPENING_FORMAT,
-                "cell": f"{self.cell:x}",
-                "evaluated": self.evaluated.hex(),
-                "proof": self.proof.hex(),
-                "opening": self.opening.encode().hex(),
-            }
-        ).encode()
+        return json.dumps({"format": CELL_OPENING_FORMAT, **self.opening_members()}).encode()
+
+    def opening_members(self) -> dict[str, Any]:
+        """The cell and its proofs as every cell-opening format writes them."""
+        return {
+            "cell": f"{self.cell:x}",
+            "evaluated": self.evaluated.hex(),
+            "proof": self.proof.hex(),
+            "opening": self.opening.encode().hex(),
+        }
 
     @classmethod
     def from_json(cls, data: bytes) -> CellOpening:
         try:
-            obj = _json_object(data, CELL_OPENING_FORMAT)
-            return cls(
-                cell=int(_text(obj["cell"], "cell"), 16),
-                evaluated=bytes.fromhex(obj["evaluated"]),
-                proof=bytes.fromhex(obj["proof"]),
-                opening=Opening.decode(bytes.fromhex(obj["opening"])),
-            )
+            return cls.from_members(json_document(data, CELL_OPENING_FORMAT))
         except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise InputError(f"cell opening is malformed: {error}") from None
+
+    @classmethod
+    def from_members(cls, obj: dict[str, Any]) -> CellOpening:
+        """The opening of a parsed document of either format; raises ValueError, KeyError
+        or TypeError on a malformed member (the caller names the document)."""
+        return cls(
+            cell=int(text_member(obj["cell"], "cell"), 16),
+            evaluated=bytes.fromhex(obj["evaluated"]),
+            proof=bytes.fromhex(obj["proof"]),
+            opening=Opening.decode(bytes.fromhex(obj["opening"])),
+        )
 
 
 def open_cell(

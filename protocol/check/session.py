@@ -51,7 +51,7 @@ from hexpsi.protocol.errors import (
     VerificationError,
 )
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens, token_bytes
-from hexpsi.protocol.limits import SESSION_ID_SIZE
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, SESSION_ID_SIZE
 from hexpsi.protocol.padding import size_bucket
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes, shuffle_in_place
@@ -298,6 +298,21 @@ def verify_response(
     if not math.isclose(receipt.area_km2, expected_area, rel_tol=1e-9):
         raise VerificationError(
             f"receipt charges {receipt.area_km2} km² but the query covers {expected_area} km²"
+        )
+
+
+def check_receipt_time(issued_at: float, *, received_at: float) -> None:
+    """Refuse a receipt dated more than the accepted clock skew from when the proposer,
+    by its own clock, received it: the receipt's time is what evidence later states as
+    "checked at", so a responder must not be able to date a check it answered now."""
+    if not math.isfinite(received_at):
+        raise VerificationError("the time the answer was received is not a finite number")
+    offset = issued_at - received_at
+    if abs(offset) > CLOCK_SKEW_SECONDS:
+        raise VerificationError(
+            f"the receipt is dated {abs(offset):.0f} s {'after' if offset > 0 else 'before'} "
+            f"the answer was received; at most {CLOCK_SKEW_SECONDS:.0f} s of clock skew is "
+            "accepted"
         )
 
 

@@ -1,4 +1,4 @@
-"""How big a cover will be, before it is built.
+"""How big a cover will be, before it is built; and building it only when it fits.
 
 A fine resolution multiplies the cell count by 7 per level, so a radius that is
 harmless at resolution 9 is billions of cells at 15. Callers refuse such a
@@ -47,3 +47,22 @@ def check_cover_size(features: Sequence[Feature], res: int, max_cells: int) -> N
                 f"more than --max-cells {max_cells:,}",
                 hint="use a coarser --res, or raise --max-cells",
             )
+
+
+def bounded_cover(features: Sequence[Feature], res: int, max_cells: int) -> set[int]:
+    """The union of every feature's cover at ``res``, refused when it holds more than
+    ``max_cells`` cells, and before it is built when the estimate says so: a typo'd
+    radius, or a hostile evidence bundle, would otherwise cost minutes and gigabytes
+    before anything else could object."""
+    refusal = InputError(
+        f"the shapes would cover more than {max_cells:,} cells at resolution {res}",
+        hint="check their radius_m and buffer_m",
+    )
+    try:
+        check_cover_size(features, res, max_cells)
+    except InputError:
+        raise refusal from None
+    cells = _union_cover(features, res)
+    if len(cells) > max_cells:
+        raise refusal
+    return cells

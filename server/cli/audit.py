@@ -8,7 +8,6 @@ failure names the first entry that cannot be trusted and exits 1.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -35,12 +34,10 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _line(entry: Entry) -> str:
+    from hexpsi.server.cli.formats import utc_time
+
     view = entry.to_json()
-    try:
-        moment = datetime.datetime.fromtimestamp(entry.time, tz=datetime.UTC)
-        when = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    except (TypeError, ValueError, OverflowError, OSError):
-        when = str(entry.time)
+    when = utc_time(entry.time)
     details = view["details"]
     shown = details if isinstance(details, str) else json.dumps(details, sort_keys=True)
     return f"{view['seq']:>6}  {when}  {view['kind']:<10} {view['peer'] or '-':<20} {shown}"

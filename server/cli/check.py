@@ -114,22 +114,21 @@ class DownloadBar:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from hexpsi.protocol.geo.zone import StrikeZone
     from hexpsi.server.clients.check import run_check
-    from hexpsi.server.inputs import cover_features, read_shapes
+    from hexpsi.server.inputs import read_shapes
     from hexpsi.server.node.directory import Node
 
     node = Node(args.directory)
     peer = node.peer(args.peer)
     features = read_shapes(args.strike, default_radius_m=args.radius_m)
-
-    def strike_at(res: int) -> set[int]:
-        # The peer's resolution, from its signed descriptor, not this node's own.
-        return cover_features(features, res=res)
-
+    # Covered at the peer's resolution, from its signed descriptor, not this node's own;
+    # the zone itself goes into the evidence bundle.
+    zone = StrikeZone(tuple(features), args.radius_m)
     bar = DownloadBar()
     try:
         report = asyncio.run(
-            run_check(node, peer.name, strike_at, plaintext=args.plaintext, progress=bar)
+            run_check(node, peer.name, zone, plaintext=args.plaintext, progress=bar)
         )
     finally:
         bar.close()

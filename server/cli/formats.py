@@ -8,6 +8,7 @@ sorted, so the same input always gives byte-identical output.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import math
@@ -50,6 +51,16 @@ def cell_str(cell: int) -> str:
 
 def sorted_cell_strs(cells: frozenset[int] | set[int]) -> list[str]:
     return [cell_str(cell) for cell in sorted(cells)]
+
+
+def utc_time(seconds: float) -> str:
+    """A Unix time as RFC 3339 in UTC, to the second (``2026-12-05T05:14:53Z``); a time
+    no calendar holds is shown as the number it is."""
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(seconds)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --- GeoJSON polygons ----------------------------------------------------------

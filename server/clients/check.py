@@ -1,8 +1,10 @@
 """The proposer's check over gRPC: fetch, verify, check, keep the evidence.
 
 ``run_check`` is the whole check: descriptor (signature, freshness, no replay),
-snapshot (cached, resumable, verified), the verified evaluation, then the
-result, receipt and evidence bundle stored in the node directory and logged.
+snapshot (cached, resumable, verified), the verified evaluation, a receipt
+dated within the accepted clock skew of this node's clock, then the result,
+receipt and evidence bundle (``hexpsi/v2/evidence``, with the strike zone when
+the caller gave one) stored in the node directory and logged.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hexpsi.protocol.check.evidence import export_evidence
-from hexpsi.protocol.check.session import CheckResult, ProposerCheck
+from hexpsi.protocol.check.session import CheckResult, ProposerCheck, check_receipt_time
+from hexpsi.protocol.check.zone_evidence import export_zone_evidence
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.server.clients.peer import PeerClient, Progress
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.files import atomic_write, ensure_private_dir, make_private_dir
@@ -37,6 +40,10 @@ class CheckReport:
     result: CheckResult
     descriptor: SignedDescriptor
     strike_cells: frozenset[int]
+    zone: StrikeZone | None
+    """The strike's shapes, when the check was given them rather than bare cells."""
+    received_at: float
+    """This node's clock when the answer arrived."""
     directory: Path
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -55,26 +62,27 @@ def _store_check(node: Node, report: CheckReport, evidence_json: bytes) -> None:
 async def run_check(
     node: Node,
     peer_name: str,
-    strike_cells: Iterable[int] | Callable[[int], Iterable[int]],
+    strike: StrikeZone | Iterable[int],
     *,
     plaintext: bool = False,
     progress: Progress | None = None,
     now: Callable[[], float] = time.time,
     pool: WorkerPool | None = None,
 ) -> CheckReport:
-    """One complete, verified check of ``strike_cells`` against ``peer_name``.
+    """One complete, verified check of ``strike`` against ``peer_name``.
 
-    ``strike_cells`` are cells at the responder's ``res``, or a function that
-    covers the strike at a resolution: it is called with the ``res`` of the
-    peer's verified descriptor, which may differ from this node's own. Group work
-    runs on ``pool`` (the caller's, shared by its checks), or on one made for this call.
+    ``strike`` is a zone, covered at the ``res`` of the peer's verified descriptor
+    (which may differ from this node's own) and kept in the evidence, so a third
+    party can verify the whole zone was checked; or bare cells at the responder's
+    ``res``, whose evidence then carries no zone. Group work runs on ``pool`` (the
+    caller's, shared by its checks), or on one made for this call.
     """
     if pool is None:
         with WorkerPool(name="hexpsi-check") as own:
             return await run_check(
                 node,
                 peer_name,
-                strike_cells,
+                strike,
                 plaintext=plaintext,
                 progress=progress,
                 now=now,
@@ -90,11 +98,11 @@ async def run_check(
             now=now(), newer_than=cache.latest_sequence(peer.name, signer)
         )
         cache.accept_sequence(peer.name, descriptor.descriptor.sequence, signer)
-        if callable(strike_cells):
-            cover = strike_cells
-            strike = frozenset(await asyncio.to_thread(cover, descriptor.descriptor.res))
+        if isinstance(strike, StrikeZone):
+            zone: StrikeZone | None = strike
+            cells = frozenset(await asyncio.to_thread(strike.cover, descriptor.descriptor.res))
         else:
-            strike = frozenset(strike_cells)
+            zone, cells = None, frozenset(strike)
         cached = await asyncio.to_thread(cache.open, peer.name, descriptor)
         timings["descriptor_s"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -106,20 +114,26 @@ async def run_check(
             responder_key=peer.identity.verify_key,
             snapshot=cached.reader,
             proposer=node.name,
-            strike_cells=strike,
+            strike_cells=cells,
             rng=os.urandom,
             mapper=pool.map,
         )
         query = await asyncio.to_thread(session.start)
         response = await client.evaluate(query)
+        received_at = now()
         result = await asyncio.to_thread(session.finish, response)
+        check_receipt_time(result.receipt.issued_at, received_at=received_at)
         timings["check_s"] = time.perf_counter() - started
-    evidence = await asyncio.to_thread(export_evidence, session)
+    evidence = await asyncio.to_thread(
+        export_zone_evidence, session, zone=zone, received_at=received_at
+    )
     report = CheckReport(
         peer=peer.name,
         result=result,
         descriptor=descriptor,
-        strike_cells=strike,
+        strike_cells=cells,
+        zone=zone,
+        received_at=received_at,
         directory=node.directory / CHECKS_DIR / result.receipt.receipt_id,
         timings=timings,
     )

@@ -5,7 +5,8 @@ nodes are initialised with fresh keys, exchange identities and pin each other,
 load their protected positions (new epochs), start real gRPC servers on
 loopback ports, and the ``russia`` node checks two planned strikes against the
 ``coalition`` node. The At-Tanf strike must come back CONFLICT and the far one
-CLEAR; the evidence of each check is verified the way a third party would.
+CLEAR; the evidence of each check is verified the way a third party would,
+as proof that the whole strike zone was checked.
 Then the two sides ask "are our forces close anywhere?" with a mutual check
 (the seeds' positions share no cell), and both audit logs are verified.
 """
@@ -21,9 +22,11 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from hexpsi.protocol.check.evidence import Evidence, verify_evidence
+from hexpsi.protocol.check.zone_evidence import ZoneEvidence, verify_zone_evidence
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.parse import read_features
+from hexpsi.protocol.geo.shapes import Feature
+from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.server.clients.check import CheckReport, run_check
 from hexpsi.server.clients.mutual import MutualReport, run_mutual
 from hexpsi.server.inputs import cover_features
@@ -76,16 +79,15 @@ def shipped_seeds() -> Traversable:
     return resources.files(SEEDS_PACKAGE).joinpath("seeds")
 
 
-def _seed_cover(seeds: Traversable, name: str, res: int) -> set[int]:
-    """The cells a scenario file covers at ``res``; a missing file says where it looked."""
+def _seed_features(seeds: Traversable, name: str) -> list[Feature]:
+    """The features of a scenario file; a missing file says where it looked."""
     path = seeds.joinpath(name)
     if not path.is_file():
         raise InputError(
             f"seed file {name} is missing from {seeds}",
             hint="pass --seeds DIR pointing at a directory holding the scenario's files",
         )
-    features = read_features(path.read_bytes(), source=name, default_radius_m=0.0)
-    return cover_features(features, res=res)
+    return read_features(path.read_bytes(), source=name, default_radius_m=0.0)
 
 
 def _make_nodes(root: Path, now: float) -> tuple[Node, Node]:
@@ -113,7 +115,7 @@ async def run_demo(
     run.timings["setup_s"] = time.perf_counter() - started
     for node, (_, positions) in ((coalition, RESPONDER), (russia, PROPOSER)):
         started = time.perf_counter()
-        cells = _seed_cover(seeds, positions, node.config.res)
+        cells = cover_features(_seed_features(seeds, positions), res=node.config.res)
         epoch = EpochStore(node).create(cells, now=time.time())
         epoch.blocks.close()
         run.timings[f"epoch_{node.name}_s"] = time.perf_counter() - started
@@ -128,18 +130,21 @@ async def run_demo(
             servers.append(await start_server(node, plaintext=plaintext))
         for name, strike_file, expected in STRIKES:
             started = time.perf_counter()
-            strike = _seed_cover(seeds, strike_file, coalition.config.res)
-            report = await run_check(russia, coalition.name, strike, plaintext=plaintext)
-            evidence = Evidence.from_json((report.directory / "evidence.json").read_bytes())
+            zone = StrikeZone(tuple(_seed_features(seeds, strike_file)))
+            report = await run_check(russia, coalition.name, zone, plaintext=plaintext)
+            evidence = ZoneEvidence.from_json((report.directory / "evidence.json").read_bytes())
             verdict = await asyncio.to_thread(
-                verify_evidence, evidence, russia.peer(coalition.name).identity.verify_key
+                verify_zone_evidence, evidence, russia.peer(coalition.name).identity.verify_key
             )
             run.checks.append(
                 DemoCheck(
                     name=name,
                     expected_conflict=expected,
                     report=report,
-                    evidence_verified=verdict.conflict == report.result.conflict,
+                    evidence_verified=(
+                        verdict.conflict == report.result.conflict
+                        and verdict.conflicting_cells == report.result.conflicting_cells
+                    ),
                     seconds=time.perf_counter() - started,
                 )
             )

@@ -34,11 +34,11 @@ from hexpsi.protocol.crypto.keys import epoch_keys
 from hexpsi.protocol.crypto.oprf import KeyPair
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
 from hexpsi.protocol.epoch.start import start_epoch
-from hexpsi.protocol.errors import InputError, LocalProtocolError, Status
+from hexpsi.protocol.errors import InputError, LocalProtocolError, RemoteProtocolError, Status
 from hexpsi.protocol.mutual.sets import mutual_points
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes
-from hexpsi.protocol.snapshot.gcs import GcsParams
+from hexpsi.protocol.snapshot.gcs import GcsParams, SnapshotReader
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.files import SECRET_MODE, atomic_write, fsync_directory, make_private_dir
 from hexpsi.server.workers import PoolKind, local_mapper
@@ -129,6 +129,21 @@ class ServedEpoch:
     @property
     def sequence(self) -> int:
         return self.descriptor.descriptor.sequence
+
+    def verified_snapshot(self) -> SnapshotReader:
+        """A reader over this epoch's own blocks, checked against the descriptor's root, for
+        opening cells: a damaged store must not yield an opening that proves nothing."""
+        reader = SnapshotReader(self.params, self.blocks.get)
+        try:
+            for index in range(self.blocks.count):
+                reader.add_block(index, self.blocks.get(index))
+            reader.finish(self.descriptor.descriptor.snapshot_root)
+        except RemoteProtocolError as error:
+            raise LocalProtocolError(
+                f"epoch {self.sequence}'s stored snapshot is damaged: {error.message}",
+                hint="set the positions again with hexpsi positions to start a new epoch",
+            ) from None
+        return reader
 
     def protected_cells(self) -> list[int]:
         """The epoch's protected cells at its ``res``, sorted (for the mutual check)."""

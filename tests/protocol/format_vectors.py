@@ -1,33 +1,43 @@
-"""Known-answer vectors for hexpsi's v1 formats, built from fixed inputs.
+"""Known-answer vectors for hexpsi's v1 and v2 formats, built from fixed inputs.
 
 Round-trip tests pass when a change alters the encoder and the decoder alike;
 these do not. ``build()`` makes every signed or hashed v1 format from fixed
 seeds (keys, cells, clock, a SHAKE-256 byte stream for randomness) and
-``tests/vectors/hexpsi-v1-formats.json`` freezes the result. The test rebuilds
-them and compares byte for byte, and also decodes and verifies the frozen
-bytes on their own, as a verifier years from now would.
+``tests/vectors/hexpsi-v1-formats.json`` freezes the result; ``build_v2()``
+does the same for the v2 documents (zone evidence, standalone cell opening)
+into ``tests/vectors/hexpsi-v2-formats.json``. The tests rebuild them and
+compare byte for byte, and also decode and verify the frozen bytes on their
+own, as a verifier years from now would.
 
 Regenerate only for a deliberate format change (and then bump the version
-label): ``python -m tests.protocol.format_vectors``.
+label): ``python -m tests.protocol.format_vectors`` writes the v1 file,
+``python -m tests.protocol.format_vectors --v2`` the v2 file. A frozen file is
+never rewritten for a format it already holds.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Any
 
 import h3.api.basic_int as h3
 
 from hexpsi.protocol.audit import GENESIS_HASH, canonical_json, sign_entry, sign_head
+from hexpsi.protocol.check.cell_opening import open_committed_cell
 from hexpsi.protocol.check.evidence import export_evidence, open_cell
+from hexpsi.protocol.check.zone_evidence import export_zone_evidence
 from hexpsi.protocol.epoch.descriptor import snapshot_params
+from hexpsi.protocol.geo.shapes import Area, Circle, Feature, Path
+from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.protocol.snapshot.gcs import GcsParams, encode_blocks
 from hexpsi.protocol.snapshot.merkle import MerkleBuilder
 from tests.protocol.helpers import NOW, CheckPair, DeterministicRng, make_responder, signing_key
 from tests.protocol.mutual_helpers import mutual_pair
 
-VECTORS_PATH = Path(__file__).parents[1] / "vectors" / "hexpsi-v1-formats.json"
+VECTORS_PATH = FilePath(__file__).parents[1] / "vectors" / "hexpsi-v1-formats.json"
+V2_VECTORS_PATH = VECTORS_PATH.with_name("hexpsi-v2-formats.json")
 
 RES = 9
 RES_MIN = 7
@@ -161,11 +171,94 @@ def build() -> dict[str, Any]:
     }
 
 
+# --- v2 ---------------------------------------------------------------------------
+
+V2_ZONE = StrikeZone(
+    (
+        Feature("strike", (Circle(h3.cell_to_latlng(STRIKE[0]), 250.0),)),
+        Feature("road", (Path(((33.470, 38.560), (33.475, 38.570)), 120.0),)),
+        Feature(
+            7,
+            (
+                Area(
+                    exterior=((33.440, 38.600), (33.440, 38.612), (33.432, 38.612)),
+                    holes=(),
+                    buffer_m=50.0,
+                ),
+            ),
+        ),
+    ),
+    default_radius_m=50.0,
+)
+"""Every shape kind, one of them reaching the protected rings (a conflict)."""
+V2_RECEIVED_AT = NOW + 0.375
+V2_CLOSED_CELL = h3.latlng_to_cell(33.440, 38.606, RES)
+
+
+def _zone_evidence_vector(node: Any) -> dict[str, Any]:
+    pair = CheckPair(node, frozenset(V2_ZONE.cover(RES)), seed=b"format vectors v2 proposer")
+    result = pair.run()
+    evidence = export_zone_evidence(pair.proposer, zone=V2_ZONE, received_at=V2_RECEIVED_AT)
+    return {
+        "bundle": evidence.to_json().decode(),
+        "receipt_id": result.receipt.receipt_id,
+        "checked_at": result.receipt.issued_at,
+        "received_at": V2_RECEIVED_AT,
+        "conflict": result.conflict,
+        "conflicting_tokens": sorted(f"{t:x}" for t in result.conflicting_tokens),
+        "conflicting_cells": sorted(f"{c:x}" for c in result.conflicting_cells),
+        "zone_cells": len(pair.proposer.strike_cells),
+        "tokens": result.tokens_sent,
+    }
+
+
+def _standalone_opening_vectors(node: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "cell": f"{cell:x}",
+            "document": open_committed_cell(
+                descriptor=node.descriptor,
+                keys=node.epoch.keys,
+                snapshot=node.reader(),
+                cell=cell,
+                rng=DeterministicRng(b"format vectors v2 opening " + f"{cell:x}".encode()),
+            )
+            .to_json()
+            .decode(),
+            "inside": inside,
+        }
+        for cell, inside in ((AT_TANF, True), (V2_CLOSED_CELL, False))
+    ]
+
+
+def build_v2() -> dict[str, Any]:
+    """Every v2 document from the fixed inputs above, against the v1 vectors' epoch."""
+    node, descriptor = _descriptor_vector()
+    return {
+        "about": "hexpsi v2 format known-answer vectors; see tests/vectors/README.md",
+        "now": NOW,
+        "protected_cells": [f"{cell:x}" for cell in PROTECTED],
+        "descriptor": descriptor,
+        "zone_evidence": _zone_evidence_vector(node),
+        "cell_openings": _standalone_opening_vectors(node),
+    }
+
+
 def load() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
     return loaded
 
 
+def load_v2() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(V2_VECTORS_PATH.read_text())
+    return loaded
+
+
 if __name__ == "__main__":
-    VECTORS_PATH.write_text(json.dumps(build(), indent=1) + "\n")
-    print(f"wrote {VECTORS_PATH}")
+    parser = argparse.ArgumentParser(description="write a frozen format-vector file")
+    parser.add_argument("--v2", action="store_true", help="the v2 file instead of the v1 file")
+    path, vectors = (
+        (V2_VECTORS_PATH, build_v2()) if parser.parse_args().v2 else (VECTORS_PATH, build())
+    )
+    path.write_text(json.dumps(vectors, indent=1) + "\n")
+    print(f"wrote {path}")

@@ -9,6 +9,7 @@ nodes are made once per module and copied before a case damages them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -18,9 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import h3.api.basic_int as h3
 import pytest
 
+from hexpsi.protocol.check.cell_opening import open_committed_cell
+from hexpsi.protocol.geo.shapes import Circle, Feature
+from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.server.cli.main import main
+from hexpsi.server.clients.check import run_check
 from hexpsi.server.node.config import CONFIG_FILE
 from hexpsi.server.node.directory import (
     AUDIT_FILE,
@@ -32,7 +38,7 @@ from hexpsi.server.node.directory import (
     TLS_KEY_FILE,
     Node,
 )
-from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR
+from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR, EpochStore
 from tests.security.hostile_helpers import (
     RESPONDER,
     ServerThread,
@@ -40,6 +46,7 @@ from tests.security.hostile_helpers import (
     make_epoch,
     make_nodes,
 )
+from tests.server.conftest import CENTER
 
 LONELY = "lonely"
 SEED_FILES = (
@@ -116,6 +123,47 @@ def _write_inputs(root: Path) -> None:
         (seeds / name).write_bytes(os.urandom(300))
 
 
+def _write_documents(root: Path, alpha: Node, bravo: Node) -> None:
+    """A real CONFLICT check's evidence (bravo against alpha) and its spoiled copies."""
+    zone = StrikeZone((Feature("garrison", (Circle(h3.cell_to_latlng(CENTER), 1000.0),)),))
+    target = ServerThread(alpha)
+    try:
+        report = asyncio.run(run_check(bravo, RESPONDER, zone))
+    finally:
+        target.stop()
+    epoch = EpochStore(alpha).current()
+    assert epoch is not None
+    try:
+        opening = open_committed_cell(
+            descriptor=epoch.descriptor,
+            keys=epoch.keys,
+            snapshot=epoch.verified_snapshot(),
+            cell=CENTER,
+            rng=os.urandom,
+        )
+    finally:
+        epoch.blocks.close()
+    honest = json.loads((report.directory / "evidence.json").read_text())
+    response = bytearray(bytes.fromhex(honest["response"]))
+    response[-40] ^= 1
+    hits = report.result.conflicting_tokens
+    v1 = {k: v for k, v in honest.items() if k not in ("zone", "received_at")}
+    documents: dict[str, object] = {
+        "evidence.json": honest,
+        "evidence-tampered.json": {**honest, "response": response.hex()},
+        "evidence-cut.json": {
+            **honest,
+            "positions": [p for p in honest["positions"] if int(p["cell"], 16) not in hits],
+        },
+        "evidence-empty.json": {**honest, "positions": []},
+        "evidence-v1.json": {**v1, "format": "hexpsi/v1/evidence"},
+        "evidence-v9.json": {**honest, "format": "hexpsi/v9/evidence"},
+    }
+    for name, document in documents.items():
+        (root / name).write_text(json.dumps(document))
+    (root / "opening-v1.json").write_bytes(opening.opening.to_json())
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("cli")
@@ -125,6 +173,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _write_inputs(root)
     for name in (RESPONDER, "bravo"):
         (root / f"{name}.json").write_bytes(Node(root / name).own_identity().to_bytes())
+    _write_documents(root, nodes[RESPONDER], Node(root / "bravo"))
     identity = json.loads((root / "bravo.json").read_text())
     variants = {
         "identity-bad-key.json": {**identity, "signing_public_key": "00" * 31},
@@ -377,6 +426,47 @@ def cases(w: World) -> dict[str, list[str]]:
         # audit
         "audit missing node": ["audit", missing],
         "audit of a file": ["audit", a_file],
+        # evidence
+        **{
+            f"evidence verify {case}": [
+                *("evidence", "verify", w.path(document), "--responder", w.path(identity))
+            ]
+            for case, document, identity in (
+                ("missing file", "nope.json", "alpha.json"),
+                ("a directory", "a-directory", "alpha.json"),
+                ("garbage", "garbage.bin", "alpha.json"),
+                ("empty file", "empty.txt", "alpha.json"),
+                ("json list", "list.json", "alpha.json"),
+                ("deeply nested json", "deep.json", "alpha.json"),
+                ("geojson instead", "no-coordinates.json", "alpha.json"),
+                ("wrong format label", "evidence-v9.json", "alpha.json"),
+                ("identity of another node", "evidence.json", "bravo.json"),
+                ("tampered bundle", "evidence-tampered.json", "alpha.json"),
+                ("bundle cut to hide the conflict", "evidence-cut.json", "alpha.json"),
+                ("bundle without positions", "evidence-empty.json", "alpha.json"),
+                ("v1 bundle", "evidence-v1.json", "alpha.json"),
+                ("v1 cell opening", "opening-v1.json", "alpha.json"),
+                ("missing identity", "evidence.json", "nope.json"),
+                ("garbage identity", "evidence.json", "garbage.bin"),
+                ("identity with a bad key", "evidence.json", "identity-bad-key.json"),
+            )
+        },
+        "evidence verify as json, tampered": [
+            *("evidence", "verify", w.path("evidence-tampered.json")),
+            *("--responder", w.path("alpha.json"), "--json"),
+        ],
+        "evidence verify without responder": ["evidence", "verify", w.path("evidence.json")],
+        "evidence without action": ["evidence"],
+        "evidence open missing node": ["evidence", "open", missing, f"{CENTER:x}"],
+        "evidence open not a cell": ["evidence", "open", alpha, "zz"],
+        "evidence open a number too large": ["evidence", "open", alpha, "f" * 40],
+        "evidence open a cell outside the epoch": [
+            *("evidence", "open", alpha, f"{h3.cell_to_parent(CENTER, 0):x}"),
+        ],
+        "evidence open without an epoch": ["evidence", "open", bravo, f"{CENTER:x}"],
+        "evidence open output in a missing directory": [
+            *("evidence", "open", alpha, f"{CENTER:x}", "-o", w.path("no/such/x")),
+        ],
         # demo
         "demo missing seeds": ["demo", "--seeds", w.path("no-seeds")],
         "demo garbage seeds": ["demo", "--seeds", w.path("garbage-seeds")],
@@ -466,3 +556,35 @@ def test_a_continent_sized_strike_is_refused_before_it_is_covered(
         target.stop()
     assert "would cover more than 5,000,000 cells" in line
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["nope"],
+        ["zz"],
+        [f"{h3.cell_to_parent(CENTER, 0):x}"],
+    ],
+    ids=["missing node", "not a cell", "outside the epoch"],
+)
+def test_a_refused_evidence_open_writes_nothing(
+    world: World, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    node = world.path("nope") if argv == ["nope"] else world.path(RESPONDER)
+    cell = f"{CENTER:x}" if argv == ["nope"] else argv[0]
+    out = world.root / "opening-out.json"
+    one_line_failure(["evidence", "open", node, cell, "-o", str(out)], capsys)
+    assert not out.exists()
+
+
+def test_a_refused_bundle_as_json_says_why_on_stdout(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evidence", "verify", world.path("evidence-cut.json")]
+    capsys.readouterr()
+    assert main([*argv, "--responder", world.path("alpha.json"), "--json"]) == 1
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)
+    assert answer["valid"] is False
+    assert "lacks" in answer["reason"]
+    assert len(captured.err.strip().splitlines()) == 1

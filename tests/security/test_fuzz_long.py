@@ -6,7 +6,8 @@ correct), with thousands of examples per input kind instead of dozens. When
 the ``atheris`` package is installed it also runs a coverage-guided harness in
 a subprocess over everything that parses peer bytes without a network in
 between: protobuf requests into protocol values, the responder's query
-validation, descriptors, receipts, mutual statements and messages.
+validation, descriptors, receipts, mutual statements and messages, evidence
+bundles and cell openings of every format.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import settings
 
+from hexpsi.protocol.check.documents import read_document, verify_document
 from hexpsi.protocol.check.evidence import Evidence, verify_evidence
 from hexpsi.protocol.check.messages import Receipt
 from hexpsi.protocol.epoch.descriptor import Descriptor, SignedDescriptor
@@ -145,6 +147,9 @@ def _decoder_targets() -> list[Callable[[bytes], object]]:
     def evidence(body: bytes) -> object:
         return verify_evidence(Evidence.from_json(body), verify_key)
 
+    def document(body: bytes) -> object:
+        return verify_document(read_document(body), verify_key)
+
     return [
         evaluate_request,
         evaluate_response,
@@ -154,6 +159,7 @@ def _decoder_targets() -> list[Callable[[bytes], object]]:
         MutualStatement.decode,
         mutual_request,
         evidence,
+        document,
     ]
 
 

@@ -35,6 +35,7 @@ from hexpsi.protocol.errors import (
     Status,
     VerificationError,
 )
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.server.clients.check import run_check
 from hexpsi.server.node.epochs import EpochStore, ServedEpoch
 from hexpsi.server.rpc.check_convert import (
@@ -163,6 +164,9 @@ RECEIPT_LIES: dict[str, type[CheckServicer]] = {
     ),
     "issued before the epoch": _receipt_bender(
         lambda r, e: replace(r, issued_at=e.descriptor.descriptor.created_at - 1)
+    ),
+    "dated beyond the clock skew": _receipt_bender(
+        lambda r, e: replace(r, issued_at=r.issued_at + CLOCK_SKEW_SECONDS + 60)
     ),
     "signed by another key": SignedByAnotherKey,
 }
@@ -327,7 +331,8 @@ async def test_evaluations_under_another_key_are_caught_by_the_proof(
 async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Pair, lie: str) -> None:
     """Checked to fail without the protection: with the receipt checks (signature,
     fields, validity, area) removed from ``hexpsi.protocol.check.session.verify_response``, every
-    bent receipt was accepted and stored."""
+    bent receipt was accepted and stored; with ``check_receipt_time`` removed from
+    ``run_check``, so was the receipt dated (inside the epoch) ahead of the proposer's clock."""
     error = await refused_check(pair, RECEIPT_LIES[lie])
     assert isinstance(error, VerificationError)
 

@@ -117,7 +117,10 @@ def test_evidence_exists_only_for_a_finished_check(node: ResponderNode) -> None:
 def test_omitted_tokens_are_simply_not_vouched_for(
     bundle: dict[str, Any], node: ResponderNode, finished: CheckPair
 ) -> None:
-    """A proposer may show only part of its zone; the verdict names exactly that part."""
+    """A v1 bundle may show only part of its zone; its verdict names exactly that part.
+
+    This is why v1 evidence proves no zone: ``test_zone_evidence.py`` shows the zone
+    verifier refusing the same cut."""
     result = finished.proposer.result
     assert result is not None
     kept = [p for p in bundle["positions"] if int(p["cell"], 16) not in result.conflicting_tokens]

@@ -33,7 +33,9 @@ def loaded_by(*argv: str) -> set[str]:
     return set(result.stderr.split())
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["check", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--version"], ["--help"], ["check", "--help"], ["evidence", "verify", "--help"]]
+)
 def test_the_parser_alone_loads_nothing_heavy(argv: list[str]) -> None:
     loaded = loaded_by(*argv)
     for module in (*HEAVY, "h3"):

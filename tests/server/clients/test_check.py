@@ -14,10 +14,14 @@ from pathlib import Path
 import h3.api.basic_int as h3
 import pytest
 
-from hexpsi.protocol.check.evidence import Evidence, verify_evidence
+from hexpsi.protocol.check.evidence import verify_evidence
 from hexpsi.protocol.check.messages import Receipt
-from hexpsi.protocol.errors import HexpsiError, StaleError, Status
+from hexpsi.protocol.check.zone_evidence import NO_ZONE, ZoneEvidence, verify_zone_evidence
+from hexpsi.protocol.errors import HexpsiError, StaleError, Status, VerificationError
+from hexpsi.protocol.geo.shapes import Circle, Feature
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
+from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.server.clients.check import run_check
 from hexpsi.server.clients.peer import PeerClient
 from hexpsi.server.node.directory import Node
@@ -77,13 +81,20 @@ async def test_checks_report_exactly_the_tokens_that_hold_protected_cells(
 async def test_a_check_keeps_receipt_evidence_and_an_audit_entry(
     pair: Pair, served: RunningServer
 ) -> None:
+    before = time.time()
     report = await run_check(pair.proposer, RESPONDER, STRIKES["direct"])
     receipt = Receipt.decode((report.directory / "receipt.bin").read_bytes())
     assert receipt == report.result.receipt
     assert receipt.proposer == pair.proposer.name
-    evidence = Evidence.from_json((report.directory / "evidence.json").read_bytes())
-    verdict = verify_evidence(evidence, pair.proposer.peer(RESPONDER).identity.verify_key)
+    evidence = ZoneEvidence.from_json((report.directory / "evidence.json").read_bytes())
+    key = pair.proposer.peer(RESPONDER).identity.verify_key
+    verdict = verify_evidence(evidence.replay, key)
     assert verdict.conflict
+    assert before <= evidence.received_at == report.received_at <= time.time()
+    # Bare cells have no zone to keep, so the bundle vouches only for its tokens.
+    assert evidence.zone is None
+    with pytest.raises(VerificationError, match=NO_ZONE):
+        verify_zone_evidence(evidence, key)
     with pair.proposer.open_audit_log() as audit:
         entries = audit.entries()
         assert audit.verify() == len(entries)
@@ -93,6 +104,39 @@ async def test_a_check_keeps_receipt_evidence_and_an_audit_entry(
     responder_entries = served.audit.entries()
     assert [e.kind for e in responder_entries] == ["evaluate"]
     assert report.receipt_id in responder_entries[0].details.decode()
+
+
+async def test_a_zone_is_kept_in_the_evidence_which_then_proves_the_whole_zone(
+    pair: Pair, served: RunningServer
+) -> None:
+    lat, lng = h3.cell_to_latlng(OUTPOST)
+    zone = StrikeZone((Feature("outpost", (Circle((lat, lng), 400.0),)),), 0.0)
+    report = await run_check(pair.proposer, RESPONDER, zone)
+    assert report.zone == zone
+    assert report.strike_cells == zone.cover(RES)
+    assert report.result.conflicting_tokens == expected_hits(report.strike_cells, PROTECTED)
+    evidence = ZoneEvidence.from_json((report.directory / "evidence.json").read_bytes())
+    assert evidence.zone is not None
+    assert evidence.zone.zone == zone
+    assert evidence.zone.res == RES
+    verdict = verify_zone_evidence(evidence, pair.proposer.peer(RESPONDER).identity.verify_key)
+    assert verdict.conflict
+    assert verdict.conflicting_cells == report.result.conflicting_cells
+    assert verdict.zone_cells == len(report.strike_cells)
+    assert verdict.received_at == report.received_at
+
+
+async def test_a_receipt_dated_beyond_the_clock_skew_is_refused(
+    pair: Pair, served: RunningServer
+) -> None:
+    """The proposer's clock runs ahead of the responder's by more than the skew allowed:
+    the receipt's time would misstate when the zone was checked, so nothing is kept."""
+    ahead = CLOCK_SKEW_SECONDS + 60.0
+    with pytest.raises(VerificationError, match="clock skew"):
+        await run_check(
+            pair.proposer, RESPONDER, STRIKES["direct"], now=lambda: time.time() + ahead
+        )
+    assert not (pair.proposer.directory / "checks").exists()
 
 
 async def test_a_new_epoch_is_picked_up_by_the_running_server(

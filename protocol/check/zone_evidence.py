@@ -1,0 +1,216 @@
+"""Evidence v2: a check's replay material, the strike zone it covered, and when.
+
+v1 evidence (:mod:`hexpsi.protocol.check.evidence`) proves what happened to the
+tokens it lists and says nothing about the tokens it leaves out, so a proposer
+could drop the tokens that hit and show a CONFLICT as clear, or show no token
+at all. A v2 bundle (``hexpsi/v2/evidence``) also carries the zone itself (the
+shapes as read, the radius default applied, the resolution it was covered at;
+``window`` is ``null`` until checks have time windows) and the proposer's own
+clock reading when the answer arrived. :func:`verify_zone_evidence` covers the
+zone again, derives the query tokens from it exactly as a proposer must, and
+refuses a bundle that lacks any of them or holds any other: "this zone was
+checked" then means the whole zone. The token replay itself is v1's
+:func:`~hexpsi.protocol.check.evidence.verify_evidence`, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+from hexpsi.protocol.check.evidence import (
+    Evidence,
+    export_evidence,
+    integer_member,
+    json_document,
+    verified_descriptor,
+    verify_evidence,
+)
+from hexpsi.protocol.check.session import ProposerCheck, check_receipt_time
+from hexpsi.protocol.errors import InputError, RemoteProtocolError, VerificationError
+from hexpsi.protocol.geo.cover import cover_area_km2
+from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
+from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
+
+ZONE_EVIDENCE_FORMAT = "hexpsi/v2/evidence"
+NO_ZONE = "the evidence carries no strike zone; it proves only its listed tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class CoveredZone:
+    """A strike zone and the resolution the check covered it at."""
+
+    zone: StrikeZone
+    res: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"res": self.res, **self.zone.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: object) -> CoveredZone:
+        if not isinstance(obj, dict) or "res" not in obj:
+            raise InputError("must be a JSON object with a 'res' member", where="zone")
+        rest = {key: value for key, value in obj.items() if key != "res"}
+        return cls(StrikeZone.from_json(rest), integer_member(obj["res"], "zone.res"))
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneEvidence:
+    """A v2 bundle: the replay material, the receive time and the zone (None when the
+    check was given bare cells, which such a bundle then cannot vouch for)."""
+
+    replay: Evidence
+    received_at: float
+    zone: CoveredZone | None
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": ZONE_EVIDENCE_FORMAT,
+                **self.replay.transcript_members(),
+                "received_at": self.received_at,
+                "zone": None if self.zone is None else self.zone.to_json(),
+                "positions": self.replay.positions_json(),
+            },
+            indent=1,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ZoneEvidence:
+        """Parse a bundle; a malformed one is an InputError. Nothing is verified here."""
+        try:
+            obj = json_document(data, ZONE_EVIDENCE_FORMAT)
+            received_at = obj["received_at"]
+            if isinstance(received_at, bool) or not isinstance(received_at, int | float):
+                raise TypeError("received_at must be a number of seconds")
+            zone = obj["zone"]
+            return cls(
+                replay=Evidence.from_members(obj),
+                received_at=float(received_at),
+                zone=None if zone is None else CoveredZone.from_json(zone),
+            )
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise InputError(f"evidence bundle is malformed: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneVerdict:
+    """What verified zone evidence establishes. There is none for evidence that does
+    not verify: :func:`verify_zone_evidence` raises instead."""
+
+    responder: str
+    proposer: str
+    epoch_id: bytes
+    epoch_sequence: int
+    receipt_id: str
+    checked_at: float
+    """The responder's time in its signed receipt."""
+    received_at: float
+    """The proposer's time when the answer arrived (its own statement, not signed)."""
+    conflict: bool
+    zone_cells: int
+    zone_area_km2: float
+    tokens: int
+    conflicting_tokens: frozenset[int]
+    conflicting_cells: frozenset[int]
+    """The zone's cells at the epoch's ``res`` that lie inside a conflicting token."""
+
+
+def export_zone_evidence(
+    check: ProposerCheck, *, zone: StrikeZone | None, received_at: float
+) -> ZoneEvidence:
+    """The v2 bundle of a finished check whose strike cells are ``zone``'s cover at the
+    responder's ``res`` (``zone=None`` when the check was given bare cells)."""
+    return ZoneEvidence(
+        replay=export_evidence(check),
+        received_at=received_at,
+        zone=None if zone is None else CoveredZone(zone, check.descriptor.descriptor.res),
+    )
+
+
+def verify_zone_evidence(
+    evidence: ZoneEvidence | Evidence,
+    responder_key: VerifyKey,
+    *,
+    max_cells: int = DEFAULT_MAX_COVER_CELLS,
+) -> ZoneVerdict:
+    """Replay a check and prove it covered its whole zone; raises VerificationError if not.
+
+    Refused: a bundle without a zone (v1 bundles included), a zone covered at
+    another resolution than the epoch's, a bundle missing any token the zone
+    gives or holding any it does not, a zone too large to cover (``max_cells``),
+    a receive time further from the receipt's than the accepted clock skew, and
+    everything :func:`verify_evidence` refuses.
+    """
+    if isinstance(evidence, Evidence) or evidence.zone is None:
+        raise VerificationError(NO_ZONE)
+    try:
+        return _verify(evidence, evidence.zone, responder_key, max_cells)
+    except VerificationError:
+        raise
+    except (RemoteProtocolError, InputError) as error:
+        raise VerificationError(f"evidence does not verify: {error.message}") from None
+
+
+def _verify(
+    evidence: ZoneEvidence, covered: CoveredZone, responder_key: VerifyKey, max_cells: int
+) -> ZoneVerdict:
+    replay = evidence.replay
+    d = verified_descriptor(
+        replay.descriptor, replay.descriptor_signature, responder_key
+    ).descriptor
+    if covered.res != d.res:
+        raise VerificationError(
+            f"the strike zone was covered at resolution {covered.res}, but the responder's "
+            f"epoch uses resolution {d.res}"
+        )
+    cover = covered.zone.cover(d.res, max_cells=max_cells)
+    expected = {
+        t for group in query_tokens(cover, res=d.res, res_min=d.res_min).values() for t in group
+    }
+    if not expected:
+        raise VerificationError("the strike zone covers no cells, so it proves nothing")
+    _check_tokens(expected, {p.cell for p in replay.positions})
+    verdict = verify_evidence(replay, responder_key)
+    check_receipt_time(verdict.checked_at, received_at=evidence.received_at)
+    return ZoneVerdict(
+        responder=verdict.responder,
+        proposer=verdict.proposer,
+        epoch_id=verdict.epoch_id,
+        epoch_sequence=d.sequence,
+        receipt_id=verdict.receipt_id,
+        checked_at=verdict.checked_at,
+        received_at=evidence.received_at,
+        conflict=verdict.conflict,
+        zone_cells=len(cover),
+        zone_area_km2=cover_area_km2(cover),
+        tokens=len(expected),
+        conflicting_tokens=verdict.conflicting_tokens,
+        conflicting_cells=frozenset(
+            cell
+            for token in verdict.conflicting_tokens
+            for cell in cells_inside(token, res=d.res)
+            if cell in cover
+        ),
+    )
+
+
+def _check_tokens(expected: set[int], shown: set[int]) -> None:
+    """Every token of the zone is shown, and nothing else: a bundle cut down to hide a
+    conflict, or grown with tokens of another zone, proves nothing."""
+    problems = []
+    missing = expected - shown
+    if missing:
+        problems.append(
+            f"lacks {len(missing)} of the {len(expected)} tokens of its strike zone, so it "
+            "does not show the whole zone was checked"
+        )
+    outside = shown - expected
+    if outside:
+        problems.append(f"holds {len(outside)} tokens that are not in its strike zone")
+    if problems:
+        raise VerificationError("the evidence " + "; it ".join(problems))
