@@ -17,8 +17,8 @@ _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 def rfc3339(moment: float) -> str:
     """``2026-12-05T05:14:53Z``: the moment in UTC, to the second."""
-    if not math.isfinite(moment):
-        raise InputError(f"{moment} is not a moment in time")
+    if not isinstance(moment, int | float) or not math.isfinite(moment):
+        raise InputError(f"{moment!r} is not a moment in time")
     when = datetime.datetime.fromtimestamp(math.floor(moment), tz=datetime.UTC)
     return when.isoformat().replace("+00:00", "Z")
 

@@ -8,7 +8,6 @@ sorted, so the same input always gives byte-identical output.
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import json
 import math
@@ -56,11 +55,13 @@ def sorted_cell_strs(cells: frozenset[int] | set[int]) -> list[str]:
 def utc_time(seconds: float) -> str:
     """A Unix time as RFC 3339 in UTC, to the second (``2026-12-05T05:14:53Z``); a time
     no calendar holds is shown as the number it is."""
+    from hexpsi.protocol.errors import InputError
+    from hexpsi.protocol.times import rfc3339
+
     try:
-        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
+        return rfc3339(seconds)
+    except (InputError, TypeError, ValueError, OverflowError, OSError):
         return str(seconds)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --- GeoJSON polygons ----------------------------------------------------------
