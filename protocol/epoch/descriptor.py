@@ -25,7 +25,7 @@ from hexpsi.protocol.errors import (
     VerificationError,
 )
 from hexpsi.protocol.geo.resolution import check_resolutions, is_resolution
-from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, DIGEST_SIZE, EPOCH_ID_SIZE
+from hexpsi.protocol.limits import DIGEST_SIZE, EPOCH_ID_SIZE
 from hexpsi.protocol.snapshot.gcs import GcsParams
 
 DESCRIPTOR_LABEL = b"hexpsi/v1/descriptor"
@@ -168,16 +168,43 @@ class SignedDescriptor:
         signature: bytes,
         verify_key: VerifyKey,
         *,
-        now: float | None,
+        now: float,
+        max_skew: float,
         expected_node: str | None = None,
         newer_than: int | None = None,
     ) -> SignedDescriptor:
-        """Check signature, node, freshness and sequence; raise on any failure.
+        """Check signature, node, freshness at ``now`` and sequence; raise on any failure.
 
-        ``newer_than`` is the highest sequence already accepted from this node: an
-        older descriptor is a replay of a past epoch. ``now=None`` skips the
-        freshness checks, for evidence judged later by its receipt time.
+        A descriptor dated more than ``max_skew`` seconds after ``now`` is refused
+        as dated in the future. ``newer_than`` is the highest sequence already
+        accepted from this node: an older descriptor is a replay of a past epoch.
         """
+        signed = cls.verify_without_freshness(
+            encoded, signature, verify_key, expected_node=expected_node
+        )
+        descriptor = signed.descriptor
+        if now > descriptor.valid_until:
+            raise StaleError(f"epoch descriptor of {descriptor.node!r} has expired")
+        if now + max_skew < descriptor.created_at:
+            raise StaleError(f"epoch descriptor of {descriptor.node!r} is dated in the future")
+        if newer_than is not None and descriptor.sequence < newer_than:
+            raise StaleError(
+                f"epoch descriptor sequence {descriptor.sequence} is older than {newer_than} "
+                "already seen: a replay of a past epoch"
+            )
+        return signed
+
+    @classmethod
+    def verify_without_freshness(
+        cls,
+        encoded: bytes,
+        signature: bytes,
+        verify_key: VerifyKey,
+        *,
+        expected_node: str | None = None,
+    ) -> SignedDescriptor:
+        """Check signature and node only, not the time: for descriptors judged later
+        (evidence, by its receipt's time), kept ones, or a node's own stored epochs."""
         verify_signature(
             verify_key, encoded, signature, "epoch descriptor signature does not verify"
         )
@@ -185,15 +212,6 @@ class SignedDescriptor:
         if expected_node is not None and descriptor.node != expected_node:
             raise VerificationError(
                 f"descriptor is for node {descriptor.node!r}, expected {expected_node!r}"
-            )
-        if now is not None and now > descriptor.valid_until:
-            raise StaleError(f"epoch descriptor of {descriptor.node!r} has expired")
-        if now is not None and now + CLOCK_SKEW_SECONDS < descriptor.created_at:
-            raise StaleError(f"epoch descriptor of {descriptor.node!r} is dated in the future")
-        if newer_than is not None and descriptor.sequence < newer_than:
-            raise StaleError(
-                f"epoch descriptor sequence {descriptor.sequence} is older than {newer_than} "
-                "already seen: a replay of a past epoch"
             )
         return cls(descriptor, bytes(encoded), bytes(signature))
 

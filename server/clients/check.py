@@ -1,8 +1,10 @@
 """The proposer's check over gRPC: fetch, verify, check, keep the evidence.
 
 ``run_check`` is the whole check: descriptor (signature, freshness, no replay),
-snapshot (cached, resumable, verified), the verified evaluation, then the
-result, receipt and evidence bundle stored in the node directory and logged.
+snapshot (cached, resumable, verified), the verified evaluation with its receipt
+dated within ``[limits] clock_skew_seconds`` of this node's clock when the
+response arrived, then the result, receipt and evidence bundle stored in the
+node directory and logged. Nothing is stored or logged for a refused check.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class CheckReport:
     descriptor: SignedDescriptor
     strike_cells: frozenset[int]
     directory: Path
+    received_at: float
+    """When the response arrived, by this node's clock: the time the receipt was judged by."""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -112,7 +116,13 @@ async def run_check(
         )
         query = await asyncio.to_thread(session.start)
         response = await client.evaluate(query)
-        result = await asyncio.to_thread(session.finish, response)
+        received_at = now()
+        result = await asyncio.to_thread(
+            session.finish,
+            response,
+            now=received_at,
+            max_skew=node.config.limits.clock_skew_seconds,
+        )
         timings["check_s"] = time.perf_counter() - started
     evidence = await asyncio.to_thread(export_evidence, session)
     report = CheckReport(
@@ -121,6 +131,7 @@ async def run_check(
         descriptor=descriptor,
         strike_cells=strike,
         directory=node.directory / CHECKS_DIR / result.receipt.receipt_id,
+        received_at=received_at,
         timings=timings,
     )
     await asyncio.to_thread(_store_check, node, report, evidence.to_json())

@@ -118,6 +118,7 @@ class PeerClient:
             reply.signature,
             self.peer.identity.verify_key,
             now=now,
+            max_skew=self.node.config.limits.clock_skew_seconds,
             expected_node=self.peer.name,
             newer_than=newer_than,
         )

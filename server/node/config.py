@@ -19,6 +19,7 @@ from typing import Any
 
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN, MAX_RES, MIN_RES
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.server.node.files import read_bytes
 
 CONFIG_FILE = "config.toml"
@@ -88,6 +89,10 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     max_query_tokens: int = 4096
     max_sessions_per_peer: int = 4
+    clock_skew_seconds: int = int(CLOCK_SKEW_SECONDS)
+    """How far a peer's clock may be from this node's, either way, before its dated
+    statements are refused: descriptors dated in the future and receipts (as the
+    proposer of a check)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,7 @@ _LIMIT_RANGES = {
     "max_message_bytes": (1024, 2**31 - 1),
     "max_query_tokens": (1, 2**24),
     "max_sessions_per_peer": (1, 2**16),
+    "clock_skew_seconds": (1, 86_400),
 }
 
 
