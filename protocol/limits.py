@@ -21,7 +21,6 @@ resolution 9, a country, not a typo'd ``--res 15``."""
 CLOCK_SKEW_SECONDS = 300.0
 """The default for how far another node's clock may be from ours before its dated
 statements are refused: descriptors dated in the future, receipts dated either way
-of the proposer's clock, mutual statements (for now always this default) dated
-either way of the responder's. A node sets its own (``[limits]
-clock_skew_seconds``); the protocol takes it as an argument next to the time it
-judges by."""
+of the proposer's clock, mutual statements dated either way of the responder's. A
+node sets its own (``[limits] clock_skew_seconds``); the protocol takes it as an
+argument next to the time it judges by."""

@@ -91,8 +91,8 @@ class Limits:
     max_sessions_per_peer: int = 4
     clock_skew_seconds: int = int(CLOCK_SKEW_SECONDS)
     """How far a peer's clock may be from this node's, either way, before its dated
-    statements are refused: descriptors dated in the future and receipts (as the
-    proposer of a check)."""
+    statements are refused: descriptors dated in the future, receipts (as proposer),
+    mutual statements (as responder)."""
 
 
 @dataclass(frozen=True, slots=True)
