@@ -1,10 +1,11 @@
 """The proposer's check over gRPC: fetch, verify, check, keep the evidence.
 
-``run_check`` is the whole check: descriptor (signature, freshness, no replay),
-snapshot (cached, resumable, verified), the verified evaluation with its receipt
-dated within ``[limits] clock_skew_seconds`` of this node's clock when the
-response arrived, then the result, receipt and evidence bundle stored in the
-node directory and logged. Nothing is stored or logged for a refused check.
+``run_check`` is the whole check: descriptor (signature, freshness, no replay,
+no equivocation: ``PeerClient.fetch_descriptor``), snapshot (cached, resumable,
+verified), the verified evaluation with its receipt dated within ``[limits]
+clock_skew_seconds`` of this node's clock when the response arrived, then the
+result, receipt and evidence bundle stored in the node directory and logged.
+Nothing is stored or logged as a check when it is refused.
 """
 
 from __future__ import annotations
@@ -87,13 +88,9 @@ async def run_check(
     peer = node.peer(peer_name)
     cache = SnapshotCache(node.directory)
     timings: dict[str, float] = {}
-    signer = peer.identity.signing_public_key
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         started = time.perf_counter()
-        descriptor = await client.fetch_descriptor(
-            now=now(), newer_than=cache.latest_sequence(peer.name, signer)
-        )
-        cache.accept_sequence(peer.name, descriptor.descriptor.sequence, signer)
+        descriptor = await client.fetch_descriptor(now=now())
         if callable(strike_cells):
             cover = strike_cells
             strike = frozenset(await asyncio.to_thread(cover, descriptor.descriptor.res))
