@@ -151,18 +151,19 @@ class PeerClient:
             record.sequence,
             record.directory,
         )
-        with self.node.open_audit_log() as audit:
-            audit.append(
-                EQUIVOCATION_AUDIT_KIND,
-                record.peer,
-                {
-                    "sequence": record.sequence,
-                    "first_digest": record.first_digest.hex(),
-                    "second_digest": record.second_digest.hex(),
-                    "proof": str(record.directory.relative_to(self.node.directory)),
-                },
-                now,
-            )
+        details = {
+            "sequence": record.sequence,
+            "first_digest": record.first_digest.hex(),
+            "second_digest": record.second_digest.hex(),
+            "proof": str(record.directory.relative_to(self.node.directory)),
+        }
+        try:
+            with self.node.open_audit_log() as audit:
+                audit.append(EQUIVOCATION_AUDIT_KIND, record.peer, details, now)
+        except HexpsiError:
+            # The proof is on disk and the equivocation is still refused; say why it
+            # is missing from the log rather than hide the refusal behind this error.
+            log.exception("could not log the equivocation of %s", record.peer)
 
     async def download_snapshot(
         self, cached: CachedSnapshot, *, progress: Progress | None = None
