@@ -19,5 +19,8 @@ DEFAULT_MAX_COVER_CELLS = 5_000_000
 """The largest cover a command builds unless told otherwise: about 500,000 km² at
 resolution 9, a country, not a typo'd ``--res 15``."""
 CLOCK_SKEW_SECONDS = 300.0
-"""How far another node's clock may be ahead of ours before its dated statements
-(descriptors, mutual statements) are refused as dated in the future."""
+"""The default for how far another node's clock may be from ours before its dated
+statements are refused: descriptors dated in the future, receipts dated either way
+of the proposer's clock, mutual statements dated either way of the responder's. A
+node sets its own (``[limits] clock_skew_seconds``); the protocol takes it as an
+argument next to the time it judges by."""

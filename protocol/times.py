@@ -24,17 +24,21 @@ def rfc3339(moment: float) -> str:
 
 
 def duration_words(seconds: float) -> str:
-    """``3 h 12 min``: a duration in its two largest units (seconds rounded up).
+    """``3 h 12 min``, ``20 h 0 min``, ``42 s``: a duration in its two largest units.
 
-    Days only from two days on: a day-long budget window reads as ``24 h``.
+    Seconds are rounded up; days only from two days on, so a day-long budget
+    window reads as ``24 h 0 min``.
     """
     left = max(0, math.ceil(seconds))
-    parts: list[str] = []
-    for unit, size in _UNITS if left >= 2 * 86400 else _UNITS[1:]:
-        if left >= size or (unit == "s" and not parts):
-            count, left = divmod(left, size)
-            parts.append(f"{count} {unit}")
-    return " ".join(parts[:2])
+    units = _UNITS if left >= 2 * 86400 else _UNITS[1:]
+    for index, (unit, size) in enumerate(units):
+        if left >= size or unit == "s":
+            count, rest = divmod(left, size)
+            if unit == "s":
+                return f"{count} s"
+            smaller, smaller_size = units[index + 1]
+            return f"{count} {unit} {rest // smaller_size} {smaller}"
+    raise AssertionError("unreachable: the last unit is the second")
 
 
 def moment_from_now(moment: float, now: float) -> str:

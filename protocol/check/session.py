@@ -6,8 +6,9 @@ resolution group with random elements up to a size bucket and sends a
 sizes, says what area the query costs (the server charges it), evaluates under
 each resolution's key, proves each group with a batched DLEQ proof and signs a
 receipt over the transcript. The proposer verifies proofs, receipt and
-transcript before it unblinds anything, then tests membership in the snapshot
-and maps hits back to its own strike cells.
+transcript, and that the receipt is dated within the allowed skew of its own
+clock, before it unblinds anything, then tests membership in the snapshot and
+maps hits back to its own strike cells.
 
 Any error parks a session in ``ERROR``; a session is used once.
 """
@@ -31,6 +32,7 @@ from hexpsi.protocol.check.messages import (
     Response,
     transcript_hash,
 )
+from hexpsi.protocol.clock import check_skew
 from hexpsi.protocol.crypto.group import hash_to_group, validate_elements
 from hexpsi.protocol.crypto.oprf import (
     MAX_BATCH,
@@ -51,7 +53,7 @@ from hexpsi.protocol.errors import (
     VerificationError,
 )
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens, token_bytes
-from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, SESSION_ID_SIZE
+from hexpsi.protocol.limits import SESSION_ID_SIZE
 from hexpsi.protocol.padding import size_bucket
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes, shuffle_in_place
@@ -181,11 +183,16 @@ class ProposerCheck:
     def _dummy(self) -> bytes:
         return hash_to_group(self.rng(32), DUMMY_LABEL)
 
-    def finish(self, response: Response) -> CheckResult:
-        """Verify everything about the response, then unblind and test membership."""
+    def finish(self, response: Response, *, now: float, max_skew: float) -> CheckResult:
+        """Verify everything about the response, then unblind and test membership.
+
+        ``now`` is when the response arrived, by this node's clock: a receipt dated
+        more than ``max_skew`` seconds from it, either way, is refused before any
+        result exists (see :mod:`hexpsi.protocol.clock`).
+        """
         self._expect(State.SENT)
         try:
-            self.result = self._finish(response)
+            self.result = self._finish(response, now, max_skew)
         except HexpsiError:
             self.state = State.ERROR
             raise
@@ -193,7 +200,7 @@ class ProposerCheck:
         self.state = State.DONE
         return self.result
 
-    def _finish(self, response: Response) -> CheckResult:
+    def _finish(self, response: Response, now: float, max_skew: float) -> CheckResult:
         assert self.query is not None
         d = self.descriptor.descriptor
         verify_response(
@@ -204,6 +211,9 @@ class ProposerCheck:
             response=response,
             mapper=self.mapper,
         )
+        # verify_response judges the receipt as a later verifier would (within the
+        # epoch); only the proposer, now, can tell whether its time is the real one.
+        check_skew("receipt", response.receipt.issued_at, now=now, max_skew=max_skew)
         evaluated = {group.resolution: group.elements for group in response.groups}
         outputs = finalize(
             [token_bytes(p.cell) for p in self.positions],
@@ -298,21 +308,6 @@ def verify_response(
     if not math.isclose(receipt.area_km2, expected_area, rel_tol=1e-9):
         raise VerificationError(
             f"receipt charges {receipt.area_km2} km² but the query covers {expected_area} km²"
-        )
-
-
-def check_receipt_time(issued_at: float, *, received_at: float) -> None:
-    """Refuse a receipt dated more than the accepted clock skew from when the proposer,
-    by its own clock, received it: the receipt's time is what evidence later states as
-    "checked at", so a responder must not be able to date a check it answered now."""
-    if not math.isfinite(received_at):
-        raise VerificationError("the time the answer was received is not a finite number")
-    offset = issued_at - received_at
-    if abs(offset) > CLOCK_SKEW_SECONDS:
-        raise VerificationError(
-            f"the receipt is dated {abs(offset):.0f} s {'after' if offset > 0 else 'before'} "
-            f"the answer was received; at most {CLOCK_SKEW_SECONDS:.0f} s of clock skew is "
-            "accepted"
         )
 
 

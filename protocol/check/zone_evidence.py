@@ -29,12 +29,13 @@ from hexpsi.protocol.check.evidence import (
     verified_descriptor,
     verify_evidence,
 )
-from hexpsi.protocol.check.session import ProposerCheck, check_receipt_time
+from hexpsi.protocol.check.session import ProposerCheck
+from hexpsi.protocol.clock import check_skew
 from hexpsi.protocol.errors import InputError, RemoteProtocolError, VerificationError
 from hexpsi.protocol.geo.cover import cover_area_km2
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
 from hexpsi.protocol.geo.zone import StrikeZone
-from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, DEFAULT_MAX_COVER_CELLS
 
 ZONE_EVIDENCE_FORMAT = "hexpsi/v2/evidence"
 NO_ZONE = "the evidence carries no strike zone; it proves only its listed tokens"
@@ -176,7 +177,13 @@ def _verify(
         raise VerificationError("the strike zone covers no cells, so it proves nothing")
     _check_tokens(expected, {p.cell for p in replay.positions})
     verdict = verify_evidence(replay, responder_key)
-    check_receipt_time(verdict.checked_at, received_at=evidence.received_at)
+    check_skew(
+        "the receipt",
+        verdict.checked_at,
+        now=evidence.received_at,
+        max_skew=CLOCK_SKEW_SECONDS,
+        clock="the proposer's clock when the answer arrived",
+    )
     return ZoneVerdict(
         responder=verdict.responder,
         proposer=verdict.proposer,

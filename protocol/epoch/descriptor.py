@@ -3,8 +3,10 @@
 It names the node and epoch, when it was made and until when it holds, the
 resolutions, one VOPRF public key per token resolution, the snapshot's encoding
 parameters and Merkle root, the query limit and the output policy. The proposer
-rejects descriptors that are badly signed, for someone else, expired, or older
-than one it has already seen (a replayed descriptor from an earlier epoch).
+rejects descriptors that are badly signed, for someone else, expired, dated in
+the future, or older than one it has already seen (a replayed descriptor from an
+earlier epoch); the server also refuses a second, different descriptor for a
+sequence it already accepted (an equivocation, ``server/node/descriptors.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hexpsi.protocol.errors import (
     VerificationError,
 )
 from hexpsi.protocol.geo.resolution import check_resolutions, is_resolution
-from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, DIGEST_SIZE, EPOCH_ID_SIZE
+from hexpsi.protocol.limits import DIGEST_SIZE, EPOCH_ID_SIZE, SIGNATURE_SIZE
 from hexpsi.protocol.snapshot.gcs import GcsParams
 
 DESCRIPTOR_LABEL = b"hexpsi/v1/descriptor"
@@ -154,7 +156,27 @@ class SignedDescriptor:
     @property
     def digest(self) -> bytes:
         """What transcripts and receipts bind to: a hash of the signed bytes."""
-        return tagged_hash(DIGEST_LABEL, self.encoded)
+        return descriptor_digest(self.encoded)
+
+    @property
+    def signed_message(self) -> bytes:
+        """The signature, then the descriptor bytes: NaCl's signed-message layout.
+
+        One self-verifying file: ``VerifyKey(key).verify(data)`` (PyNaCl) or
+        ``crypto_sign_open`` (libsodium) checks it and returns the descriptor bytes.
+        """
+        return self.signature + self.encoded
+
+    @classmethod
+    def from_signed_message(
+        cls, data: bytes, verify_key: VerifyKey, *, expected_node: str | None = None
+    ) -> SignedDescriptor:
+        """Read back :attr:`signed_message`, checking signature and node (not the time)."""
+        if len(data) <= SIGNATURE_SIZE:
+            raise VerificationError("a signed descriptor is shorter than its signature")
+        return cls.verify_without_freshness(
+            data[SIGNATURE_SIZE:], data[:SIGNATURE_SIZE], verify_key, expected_node=expected_node
+        )
 
     @classmethod
     def sign(cls, descriptor: Descriptor, signing_key: SigningKey) -> SignedDescriptor:
@@ -168,16 +190,43 @@ class SignedDescriptor:
         signature: bytes,
         verify_key: VerifyKey,
         *,
-        now: float | None,
+        now: float,
+        max_skew: float,
         expected_node: str | None = None,
         newer_than: int | None = None,
     ) -> SignedDescriptor:
-        """Check signature, node, freshness and sequence; raise on any failure.
+        """Check signature, node, freshness at ``now`` and sequence; raise on any failure.
 
-        ``newer_than`` is the highest sequence already accepted from this node: an
-        older descriptor is a replay of a past epoch. ``now=None`` skips the
-        freshness checks, for evidence judged later by its receipt time.
+        A descriptor dated more than ``max_skew`` seconds after ``now`` is refused
+        as dated in the future. ``newer_than`` is the highest sequence already
+        accepted from this node: an older descriptor is a replay of a past epoch.
         """
+        signed = cls.verify_without_freshness(
+            encoded, signature, verify_key, expected_node=expected_node
+        )
+        descriptor = signed.descriptor
+        if now > descriptor.valid_until:
+            raise StaleError(f"epoch descriptor of {descriptor.node!r} has expired")
+        if now + max_skew < descriptor.created_at:
+            raise StaleError(f"epoch descriptor of {descriptor.node!r} is dated in the future")
+        if newer_than is not None and descriptor.sequence < newer_than:
+            raise StaleError(
+                f"epoch descriptor sequence {descriptor.sequence} is older than {newer_than} "
+                "already seen: a replay of a past epoch"
+            )
+        return signed
+
+    @classmethod
+    def verify_without_freshness(
+        cls,
+        encoded: bytes,
+        signature: bytes,
+        verify_key: VerifyKey,
+        *,
+        expected_node: str | None = None,
+    ) -> SignedDescriptor:
+        """Check signature and node only, not the time: for descriptors judged later
+        (evidence, by its receipt's time), kept ones, or a node's own stored epochs."""
         verify_signature(
             verify_key, encoded, signature, "epoch descriptor signature does not verify"
         )
@@ -186,16 +235,12 @@ class SignedDescriptor:
             raise VerificationError(
                 f"descriptor is for node {descriptor.node!r}, expected {expected_node!r}"
             )
-        if now is not None and now > descriptor.valid_until:
-            raise StaleError(f"epoch descriptor of {descriptor.node!r} has expired")
-        if now is not None and now + CLOCK_SKEW_SECONDS < descriptor.created_at:
-            raise StaleError(f"epoch descriptor of {descriptor.node!r} is dated in the future")
-        if newer_than is not None and descriptor.sequence < newer_than:
-            raise StaleError(
-                f"epoch descriptor sequence {descriptor.sequence} is older than {newer_than} "
-                "already seen: a replay of a past epoch"
-            )
         return cls(descriptor, bytes(encoded), bytes(signature))
+
+
+def descriptor_digest(encoded: bytes) -> bytes:
+    """The digest of a descriptor's signed bytes (:attr:`SignedDescriptor.digest`)."""
+    return tagged_hash(DIGEST_LABEL, encoded)
 
 
 def snapshot_params(descriptor: Descriptor) -> GcsParams:

@@ -56,13 +56,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from nacl.signing import SigningKey, VerifyKey
 
+from hexpsi.protocol.clock import check_skew
 from hexpsi.protocol.crypto.group import random_scalar, scalar_mult_many
 from hexpsi.protocol.encoding import Writer, tagged_hash
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
@@ -74,12 +74,7 @@ from hexpsi.protocol.errors import (
     StaleError,
     VerificationError,
 )
-from hexpsi.protocol.limits import (
-    CLOCK_SKEW_SECONDS,
-    EPOCH_ID_SIZE,
-    SESSION_ID_SIZE,
-    SIGNATURE_SIZE,
-)
+from hexpsi.protocol.limits import EPOCH_ID_SIZE, SESSION_ID_SIZE, SIGNATURE_SIZE
 from hexpsi.protocol.mutual.messages import (
     BUCKET_MINIMUM,
     MAX_CHUNK_ELEMENTS,
@@ -671,8 +666,12 @@ class ResponderMutual(_Session):
             self.state = State.REVEALED
 
     @_step
-    def countersign(self, finish: MutualFinish, *, now: float) -> MutualReceipt:
-        """Check the proposer's statement against our own view, then sign it too."""
+    def countersign(self, finish: MutualFinish, *, now: float, max_skew: float) -> MutualReceipt:
+        """Check the proposer's statement against our own view, then sign it too.
+
+        The statement's time is the proposer's word: one dated more than
+        ``max_skew`` seconds from ``now`` (this node's clock), either way, is refused.
+        """
         self._expect(State.REVEALED)
         assert self._proposer_set is not None
         assert self._own_digest is not None
@@ -698,14 +697,7 @@ class ResponderMutual(_Session):
         verify_statement_signature(
             self.proposer_key, claimed.encode(), finish.signature, "proposer"
         )
-        if (
-            not math.isfinite(claimed.issued_at)
-            or abs(claimed.issued_at - now) > CLOCK_SKEW_SECONDS
-        ):
-            raise StaleError(
-                f"the statement is dated {claimed.issued_at - now:+.0f} s from our clock; "
-                f"at most {CLOCK_SKEW_SECONDS:.0f} s of skew is accepted"
-            )
+        check_skew("the proposer's statement", claimed.issued_at, now=now, max_skew=max_skew)
         signature = self.signing_key.sign(claimed.encode()).signature
         self.state = State.DONE
         return MutualReceipt(claimed, finish.signature, signature)

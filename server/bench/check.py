@@ -25,6 +25,7 @@ from hexpsi.protocol.crypto import group, oprf
 from hexpsi.protocol.crypto.keys import epoch_keys
 from hexpsi.protocol.epoch.descriptor import snapshot_params
 from hexpsi.protocol.epoch.start import start_epoch
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.snapshot.build import build_snapshot
 from hexpsi.protocol.snapshot.gcs import SnapshotReader
 from hexpsi.server.bench.harness import Extra, RunOnce, Workload
@@ -147,7 +148,8 @@ def _prepare_check_in_memory(quick: bool) -> RunOnce:
         )
         query = proposer.start()
         responder.receive(query, now=time.time())
-        result = proposer.finish(responder.respond(now=time.time()))
+        response = responder.respond(now=time.time())
+        result = proposer.finish(response, now=time.time(), max_skew=CLOCK_SKEW_SECONDS)
         elapsed = time.perf_counter() - started
         return {
             "tokens": result.tokens_sent,

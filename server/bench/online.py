@@ -77,7 +77,12 @@ class OnlineCheck:
         sent = time.perf_counter()
         response = await self.client.evaluate(query)
         answered = time.perf_counter()
-        result = await asyncio.to_thread(session.finish, response)
+        result = await asyncio.to_thread(
+            session.finish,
+            response,
+            now=time.time(),
+            max_skew=node.config.limits.clock_skew_seconds,
+        )
         finished = time.perf_counter()
         if len(result.conflicting_tokens) != self.expected_hits:
             raise AssertionError("the online check found other hits than the first check")

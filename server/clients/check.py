@@ -1,10 +1,12 @@
 """The proposer's check over gRPC: fetch, verify, check, keep the evidence.
 
-``run_check`` is the whole check: descriptor (signature, freshness, no replay),
-snapshot (cached, resumable, verified), the verified evaluation, a receipt
-dated within the accepted clock skew of this node's clock, then the result,
-receipt and evidence bundle (``hexpsi/v2/evidence``, with the strike zone when
-the caller gave one) stored in the node directory and logged.
+``run_check`` is the whole check: descriptor (signature, freshness, no replay,
+no equivocation: ``PeerClient.fetch_descriptor``), snapshot (cached, resumable,
+verified), the verified evaluation with its receipt dated within ``[limits]
+clock_skew_seconds`` of this node's clock when the response arrived, then the
+result, receipt and evidence bundle (``hexpsi/v2/evidence``, with the strike
+zone when the caller gave one) stored in the node directory and logged.
+Nothing is stored or logged as a check when it is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hexpsi.protocol.check.session import CheckResult, ProposerCheck, check_receipt_time
+from hexpsi.protocol.check.session import CheckResult, ProposerCheck
 from hexpsi.protocol.check.zone_evidence import export_zone_evidence
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
 from hexpsi.protocol.geo.zone import StrikeZone
@@ -43,7 +45,7 @@ class CheckReport:
     zone: StrikeZone | None
     """The strike's shapes, when the check was given them rather than bare cells."""
     received_at: float
-    """This node's clock when the answer arrived."""
+    """When the response arrived, by this node's clock: the time the receipt was judged by."""
     directory: Path
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -91,13 +93,9 @@ async def run_check(
     peer = node.peer(peer_name)
     cache = SnapshotCache(node.directory)
     timings: dict[str, float] = {}
-    signer = peer.identity.signing_public_key
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         started = time.perf_counter()
-        descriptor = await client.fetch_descriptor(
-            now=now(), newer_than=cache.latest_sequence(peer.name, signer)
-        )
-        cache.accept_sequence(peer.name, descriptor.descriptor.sequence, signer)
+        descriptor = await client.fetch_descriptor(now=now())
         if isinstance(strike, StrikeZone):
             zone: StrikeZone | None = strike
             cells = frozenset(await asyncio.to_thread(strike.cover, descriptor.descriptor.res))
@@ -121,8 +119,12 @@ async def run_check(
         query = await asyncio.to_thread(session.start)
         response = await client.evaluate(query)
         received_at = now()
-        result = await asyncio.to_thread(session.finish, response)
-        check_receipt_time(result.receipt.issued_at, received_at=received_at)
+        result = await asyncio.to_thread(
+            session.finish,
+            response,
+            now=received_at,
+            max_skew=node.config.limits.clock_skew_seconds,
+        )
         timings["check_s"] = time.perf_counter() - started
     evidence = await asyncio.to_thread(
         export_zone_evidence, session, zone=zone, received_at=received_at

@@ -18,6 +18,12 @@ import grpc
 from hexpsi.protocol.check.messages import Query, Response
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
 from hexpsi.protocol.errors import HexpsiError, RemoteProtocolError, Status, VerificationError
+from hexpsi.server.node.descriptors import (
+    EQUIVOCATION_AUDIT_KIND,
+    AcceptedDescriptors,
+    Equivocation,
+    EquivocationRecord,
+)
 from hexpsi.server.node.directory import Node, Peer
 from hexpsi.server.node.snapshot_cache import CachedSnapshot
 from hexpsi.server.rpc.check_convert import message_to_response, query_to_request
@@ -103,24 +109,61 @@ class PeerClient:
             status=STATUSES.get(code, Status.UNAVAILABLE),
         )
 
-    async def fetch_descriptor(
-        self, *, now: float, newer_than: int | None = None
-    ) -> SignedDescriptor:
-        """The peer's current descriptor, verified with its pinned signing key."""
+    async def fetch_descriptor(self, *, now: float) -> SignedDescriptor:
+        """The peer's current descriptor, accepted the one way both checks share.
+
+        Verified with the peer's pinned signing key, fresh at ``now`` within this
+        node's ``clock_skew_seconds``, not older than a sequence already accepted
+        (a replay) and not a second, different one for a sequence already accepted
+        (an equivocation: refused, both kept as proof and logged in the audit log);
+        then kept (``node.descriptors``).
+        """
         try:
             reply = await self.stub.GetDescriptor(
                 check_pb2.GetDescriptorRequest(), timeout=self.timeout, metadata=self.metadata
             )
         except grpc.aio.AioRpcError as error:
             raise self._failure(error, "the descriptor request") from None
-        return SignedDescriptor.verify(
+        accepted = AcceptedDescriptors(self.node.directory)
+        verify_key = self.peer.identity.verify_key
+        newer_than = await asyncio.to_thread(accepted.newest, self.peer.name, verify_key)
+        descriptor = SignedDescriptor.verify(
             reply.descriptor,
             reply.signature,
-            self.peer.identity.verify_key,
+            verify_key,
             now=now,
+            max_skew=self.node.config.limits.clock_skew_seconds,
             expected_node=self.peer.name,
             newer_than=newer_than,
         )
+        try:
+            await asyncio.to_thread(accepted.accept, self.peer.name, descriptor, verify_key)
+        except Equivocation as error:
+            if error.newly_found:
+                await asyncio.to_thread(self._log_equivocation, error.record, now)
+            raise
+        return descriptor
+
+    def _log_equivocation(self, record: EquivocationRecord, now: float) -> None:
+        log.warning(
+            "peer %s equivocated: two signed descriptors with sequence %d, kept in %s",
+            record.peer,
+            record.sequence,
+            record.directory,
+        )
+        details = {
+            "sequence": record.sequence,
+            "first_digest": record.first_digest.hex(),
+            "second_digest": record.second_digest.hex(),
+            "proof": str(record.directory.relative_to(self.node.directory)),
+        }
+        try:
+            with self.node.open_audit_log() as audit:
+                audit.append(EQUIVOCATION_AUDIT_KIND, record.peer, details, now)
+        except HexpsiError:
+            # The proof is on disk and the equivocation is still refused; say why it
+            # is missing from the log rather than hide the refusal behind this error.
+            log.exception("could not log the equivocation of %s", record.peer)
 
     async def download_snapshot(
         self, cached: CachedSnapshot, *, progress: Progress | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN, MAX_RES, MIN_RES
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.server.node.files import read_bytes
 
 CONFIG_FILE = "config.toml"
@@ -91,6 +92,10 @@ class Limits:
     max_mutual_set_size: int = 1 << 18
     """Largest padded set a mutual check with a peer may use, either side's (a peer file
     may set its own); budgets bound it further."""
+    clock_skew_seconds: int = int(CLOCK_SKEW_SECONDS)
+    """How far a peer's clock may be from this node's, either way, before its dated
+    statements are refused: descriptors dated in the future, receipts (as proposer),
+    mutual statements (as responder)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,7 @@ _LIMIT_RANGES = {
     "max_query_tokens": (1, 2**24),
     "max_sessions_per_peer": (1, 2**16),
     "max_mutual_set_size": (128, 1 << 20),
+    "clock_skew_seconds": (1, 86_400),
 }
 
 

@@ -13,6 +13,10 @@ Layout (the directory itself is 0700)::
     epochs/          this node's epochs as a responder (node.epochs)
     receipts/        receipts this node issued (services.check)
     cache/           peers' snapshots this node downloaded (node.snapshot_cache)
+    descriptors/<peer>/<sequence>.bin
+                     every signed descriptor accepted from a peer (node.descriptors)
+    equivocations/<peer>/<sequence>/first.bin, second.bin
+                     two different descriptors a peer signed for one sequence: the proof
     checks/          this node's checks: receipt and evidence bundle (clients.check)
     mutual/          receipts of mutual checks, signed by both sides (node.mutual_records)
 

@@ -57,6 +57,31 @@ def atomic_write(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> None:
     fsync_directory(directory)
 
 
+def write_once(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; False (nothing written) if it does.
+
+    The content is written and fsynced under a temporary name, then hard-linked to
+    ``path``: a link never replaces an existing name, so of two writers racing for
+    one path exactly one wins, and no reader ever sees half a file.
+    """
+    directory = path.parent
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp_name, path)
+        except FileExistsError:
+            return False
+    finally:
+        Path(temp_name).unlink(missing_ok=True)
+    fsync_directory(directory)
+    return True
+
+
 def write_secret(path: Path, data: bytes) -> None:
     """Atomically write a secret readable by its owner only."""
     atomic_write(path, data, mode=SECRET_MODE)

@@ -3,7 +3,8 @@
 Layout inside the node directory::
 
     cache/<peer>/latest            highest descriptor sequence accepted from the peer, and
-                                   the signing key (hex) it was accepted under
+                                   the signing key (hex) it was accepted under (moved up
+                                   by ``node.descriptors``, which keeps every descriptor)
     cache/<peer>/<epoch>/blocks    downloaded blocks, back to back (appended as they arrive)
     cache/<peer>/<epoch>/offsets   u64 big-endian end offset of each stored block
     cache/<peer>/<epoch>/leaves    the blocks' Merkle leaf hashes, written once verified

@@ -9,7 +9,8 @@ proposer's set is read and double-blinded as it arrives, so the responder's
 work on its own map overlaps with waiting for the proposer's. After the
 commitment comes the sorted answer, the proposer's reveal, and its signed
 statement, which is countersigned only if it matches what the responder
-counted itself. Group work runs in worker threads through a thread-pool
+counted itself and is dated within ``[limits] clock_skew_seconds`` of the
+responder's clock. Group work runs in worker threads through a thread-pool
 ``map`` (libsodium releases the GIL), never on the event loop.
 
 Every error a peer can provoke ends the call with the status the protocol
@@ -294,7 +295,12 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             chunk = read_request_chunk(message, "double_blinded")
             await asyncio.to_thread(session.receive_reveal_chunk, chunk)
         finish = read_finish(await stream.next("the signed statement"))
-        return await asyncio.to_thread(session.countersign, finish, now=self.clock())
+        return await asyncio.to_thread(
+            session.countersign,
+            finish,
+            now=self.clock(),
+            max_skew=self.node.config.limits.clock_skew_seconds,
+        )
 
     def _record(self, peer: Peer, receipt: MutualReceipt, charged: dict[str, object]) -> None:
         store_receipt(self.node, receipt)

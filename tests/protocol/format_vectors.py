@@ -67,7 +67,7 @@ def _check_vectors(node: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     pair = CheckPair(node, frozenset(STRIKE), seed=b"format vectors proposer")
     query = pair.query()
     response = pair.respond(query)
-    result = pair.proposer.finish(response)
+    result = pair.finish(response)
     receipt = response.receipt
     evidence = export_evidence(pair.proposer)
     check = {

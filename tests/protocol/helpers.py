@@ -23,6 +23,7 @@ from hexpsi.protocol.crypto.oprf import KeyPair, Mode, blind_evaluate, generate_
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
 from hexpsi.protocol.epoch.start import Epoch, start_epoch
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.snapshot.gcs import GcsParams, SnapshotReader, decode_block
 
 NOW = 1_750_000_000.0
@@ -166,8 +167,14 @@ class CheckPair:
         self.responder.receive(query, now=now)
         return Response.decode(self.responder.respond(now=now).encode())
 
+    def finish(
+        self, response: Response, *, now: float = NOW, max_skew: float = CLOCK_SKEW_SECONDS
+    ) -> CheckResult:
+        """The proposer's verdict on ``response``, judged at ``now`` by its clock."""
+        return self.proposer.finish(response, now=now, max_skew=max_skew)
+
     def run(self, *, now: float = NOW) -> CheckResult:
-        return self.proposer.finish(self.respond(self.query(), now=now))
+        return self.finish(self.respond(self.query(), now=now), now=now)
 
 
 def run_check(

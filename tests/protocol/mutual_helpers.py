@@ -17,6 +17,7 @@ import h3.api.basic_int as h3
 from nacl.signing import SigningKey
 
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.mutual.messages import (
     ElementChunk,
     MutualFinish,
@@ -135,7 +136,9 @@ class MutualPair:
         self.exchange_sets()
         self.commit_and_answer()
         self.reveal()
-        self.receipt = self.responder.countersign(self.finish(), now=NOW)
+        self.receipt = self.responder.countersign(
+            self.finish(), now=NOW, max_skew=CLOCK_SKEW_SECONDS
+        )
         self.responder_sizes.append(len(self.receipt.responder_signature))
         return self.proposer.complete(self.receipt.responder_signature)
 

@@ -212,3 +212,47 @@ def test_the_encoding_is_unambiguous(kinds: tuple[str, str], others: tuple[str, 
     one = encode_entry(1, 2.0, kinds[0], kinds[1], b"{}")
     two = encode_entry(1, 2.0, others[0], others[1], b"{}")
     assert (one == two) == (kinds == others)
+
+
+def continue_chain(entries: list[Entry], count: int, *, note: str) -> list[Entry]:
+    """``entries`` followed by ``count`` more signed with the same key, marked ``note``."""
+    out = list(entries)
+    for _ in range(count):
+        prev = out[-1] if out else None
+        seq = prev.seq + 1 if prev else 1
+        out.append(
+            sign_entry(
+                seq=seq,
+                time=1_700_000_000.0 + seq,
+                kind="evaluate",
+                peer="peer-1",
+                details=canonical_json({"note": note, "seq": seq}),
+                prev_hash=prev.hash if prev else GENESIS_HASH,
+                signing_key=KEY,
+            )
+        )
+    return out
+
+
+def test_an_entry_spliced_in_from_a_fork_of_the_log_breaks_its_link() -> None:
+    """A backup restored after entry 2 went on differently (3', 4'), signed by the same
+    key. Splicing the fork's 4' after the original 3 gives entries that each carry a
+    correct hash and a valid signature, in order, with the fork's own valid head:
+    only the link from 4' to 3 is wrong.
+
+    Checked to fail without the protection: with the ``prev_hash`` comparison removed
+    from ``_verify_entry`` in ``hexpsi.protocol.audit``, the spliced chain verified,
+    with and without the head (``pytest.raises`` failed).
+    """
+    common = make_chain(2)
+    original = continue_chain(common, 2, note="original")
+    fork = continue_chain(common, 2, note="restored backup")
+    assert original[2].hash != fork[2].hash
+    verify_chain(original, KEY.verify_key, head=sign_head(4, original[3].hash, KEY))
+    verify_chain(fork, KEY.verify_key, head=sign_head(4, fork[3].hash, KEY))
+    spliced = [*original[:3], fork[3]]
+    for head in (None, sign_head(4, fork[3].hash, KEY)):
+        with pytest.raises(ChainBroken) as caught:
+            verify_chain(spliced, KEY.verify_key, head=head)
+        assert caught.value.seq == 4
+        assert caught.value.reason == "does not link to the previous entry's hash"

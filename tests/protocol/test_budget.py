@@ -121,7 +121,7 @@ def test_a_refusal_says_which_budget_what_is_left_and_when_in_utc_and_from_now()
     assert error.frees_at == pytest.approx(NOW + 4 * HOUR)
     assert "a check by bravo could expose up to 30.000 km²" in error.message
     assert "10.000 km² of bravo's area budget (100 km² per 24 h) is left" in error.message
-    assert "enough frees up at 2025-06-15T19:06:40Z (in 4 h)" in error.message
+    assert "enough frees up at 2025-06-15T19:06:40Z (in 4 h 0 min)" in error.message
     assert error.frees_at is not None
     assert str(int(error.frees_at)) not in error.message, "never a raw Unix timestamp"
     assert error.status.value == "RESOURCE_EXHAUSTED"

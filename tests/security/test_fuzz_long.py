@@ -29,6 +29,7 @@ from hexpsi.protocol.check.evidence import Evidence, verify_evidence
 from hexpsi.protocol.check.messages import Receipt
 from hexpsi.protocol.epoch.descriptor import Descriptor, SignedDescriptor
 from hexpsi.protocol.errors import HexpsiError
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.mutual.messages import MutualStatement
 from hexpsi.server.rpc.check_convert import message_to_response, request_to_query
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, mutual_pb2
@@ -131,7 +132,9 @@ def _decoder_targets() -> list[Callable[[bytes], object]]:
         return message_to_response(check_pb2.EvaluateResponse.FromString(body))
 
     def signed_descriptor(body: bytes) -> object:
-        return SignedDescriptor.verify(body[64:], body[:64], verify_key, now=NOW)
+        return SignedDescriptor.verify(
+            body[64:], body[:64], verify_key, now=NOW, max_skew=CLOCK_SKEW_SECONDS
+        )
 
     def mutual_request(body: bytes) -> object:
         message = mutual_pb2.MutualRequest.FromString(body)

@@ -331,10 +331,14 @@ async def test_evaluations_under_another_key_are_caught_by_the_proof(
 async def test_a_receipt_that_does_not_match_the_check_is_refused(pair: Pair, lie: str) -> None:
     """Checked to fail without the protection: with the receipt checks (signature,
     fields, validity, area) removed from ``hexpsi.protocol.check.session.verify_response``, every
-    bent receipt was accepted and stored; with ``check_receipt_time`` removed from
-    ``run_check``, so was the receipt dated (inside the epoch) ahead of the proposer's clock."""
+    bent receipt was accepted and stored; with the ``check_skew`` call removed from
+    ``ProposerCheck.finish``, so was the receipt dated (inside the epoch) ahead of the
+    proposer's clock."""
     error = await refused_check(pair, RECEIPT_LIES[lie])
-    assert isinstance(error, VerificationError)
+    # A receipt from the wrong time is stale (FAILED_PRECONDITION), every other lie fails
+    # verification.
+    expected = StaleError if lie == "dated beyond the clock skew" else VerificationError
+    assert isinstance(error, expected)
 
 
 @pytest.mark.parametrize("lie", sorted(NON_FINITE))

@@ -27,6 +27,7 @@ import tomli_w
 
 from hexpsi.protocol.crypto.group import hash_to_group
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.server.demo.scenario import free_loopback_port
 from hexpsi.server.node.config import CONFIG_FILE
 from hexpsi.server.node.directory import Node, init_node
@@ -251,7 +252,11 @@ async def current_descriptor(
         check_pb2.GetDescriptorRequest(), timeout=10, metadata=metadata
     )
     return SignedDescriptor.verify(
-        reply.descriptor, reply.signature, responder.signing_key.verify_key, now=time.time()
+        reply.descriptor,
+        reply.signature,
+        responder.signing_key.verify_key,
+        now=time.time(),
+        max_skew=CLOCK_SKEW_SECONDS,
     )
 
 

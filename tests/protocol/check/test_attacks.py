@@ -25,6 +25,7 @@ from hexpsi.protocol.errors import (
     VerificationError,
 )
 from hexpsi.protocol.geo.tokens import token_bytes
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.snapshot.build import truncate_output
 from hexpsi.protocol.snapshot.gcs import SnapshotReader
 from tests.protocol.helpers import (
@@ -56,7 +57,7 @@ def started(node: ResponderNode, seed: bytes = b"proposer") -> tuple[CheckPair, 
 
 def assert_refused(check: CheckPair, response: Response, error: type[Exception]) -> None:
     with pytest.raises(error):
-        check.proposer.finish(response)
+        check.finish(response)
     assert check.proposer.state is State.ERROR
     assert check.proposer.result is None
     assert check.proposer.values == []
@@ -64,7 +65,7 @@ def assert_refused(check: CheckPair, response: Response, error: type[Exception])
 
 def test_the_honest_baseline_conflicts(node: ResponderNode) -> None:
     check, query = started(node)
-    assert check.proposer.finish(forged_response(node, query)).conflict
+    assert check.finish(forged_response(node, query)).conflict
 
 
 # --- a responder that evaluates under the wrong key ---------------------------------------
@@ -226,7 +227,9 @@ def test_a_descriptor_with_a_swapped_public_key_is_refused(node: ResponderNode) 
     tampered = signed.encoded.replace(key, impostor)
     assert tampered != signed.encoded
     with pytest.raises(VerificationError):
-        SignedDescriptor.verify(tampered, signed.signature, node.verify_key, now=NOW)
+        SignedDescriptor.verify(
+            tampered, signed.signature, node.verify_key, now=NOW, max_skew=CLOCK_SKEW_SECONDS
+        )
 
 
 def download(reader: SnapshotReader, blocks: list[bytes], root: bytes) -> None:
@@ -460,7 +463,7 @@ def test_refused_responses_leave_no_partial_state(node: ResponderNode) -> None:
     check, query = started(node)
     bad = forged_response(node, query, evaluate=cheating_evaluator(node, "epoch", "all"))
     with pytest.raises(VerificationError):
-        check.proposer.finish(bad)
+        check.finish(bad)
     with pytest.raises(LocalProtocolError):
-        check.proposer.finish(forged_response(node, query))
+        check.finish(forged_response(node, query))
     assert check.proposer.response is None

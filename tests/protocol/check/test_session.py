@@ -94,7 +94,7 @@ def test_receipt_describes_the_check(node: ResponderNode) -> None:
     query = check.query()
     assessment = check.responder.receive(query, now=NOW + 5)
     response = check.responder.respond(now=NOW + 5)
-    result = check.proposer.finish(response)
+    result = check.finish(response)
     receipt = result.receipt
     receipt.verify(node.verify_key)
     assert receipt.responder == "coalition"
@@ -201,13 +201,13 @@ def test_proposer_refuses_calls_in_the_wrong_state(node: ResponderNode) -> None:
     with pytest.raises(LocalProtocolError, match="not idle"):
         check.proposer.start()
     assert check.proposer.state is State.SENT
-    check.proposer.finish(check.respond(query))
-    for call in (check.proposer.start, lambda: check.proposer.finish(response)):
+    check.finish(check.respond(query))
+    for call in (check.proposer.start, lambda: check.finish(response)):
         with pytest.raises(LocalProtocolError, match="is done"):
             call()
     fresh = pair(node, OVERLAPPING)
     with pytest.raises(LocalProtocolError, match="not sent"):
-        fresh.proposer.finish(response)
+        fresh.finish(response)
 
 
 def test_proposer_parks_in_error_after_a_bad_response(node: ResponderNode) -> None:
@@ -215,12 +215,12 @@ def test_proposer_parks_in_error_after_a_bad_response(node: ResponderNode) -> No
     query = check.query()
     other = pair(node, OVERLAPPING, seed=b"other")
     with pytest.raises(VerificationError):
-        check.proposer.finish(other.respond(other.query()))
+        check.finish(other.respond(other.query()))
     assert check.proposer.state is State.ERROR
     assert check.proposer.result is None
     good = check.respond(query)
     with pytest.raises(LocalProtocolError, match="is error"):
-        check.proposer.finish(good)
+        check.finish(good)
     assert check.proposer.result is None
 
 
@@ -276,8 +276,51 @@ def test_a_response_dated_outside_the_epoch_is_refused(node: ResponderNode) -> N
         check = pair(node, OVERLAPPING)
         query = check.query()
         with pytest.raises(VerificationError, match="outside the epoch"):
-            check.proposer.finish(forged_response(node, query, issued_at=when))
+            check.finish(forged_response(node, query, issued_at=when))
         assert check.proposer.state is State.ERROR
     check = pair(node, OVERLAPPING)
     edge = forged_response(node, check.query(), issued_at=NOW + VALIDITY)
-    assert check.proposer.finish(edge).conflict
+    assert check.finish(edge, now=NOW + VALIDITY).conflict
+
+
+# --- receipt time against the proposer's clock -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signed_at", "judged_at", "message"),
+    [
+        (NOW + 1800, NOW, "receipt dated 30 min 0 s ahead of this node's clock"),
+        (NOW, NOW + 1800, "receipt dated 30 min 0 s behind this node's clock"),
+        (NOW + 301, NOW, "receipt dated 5 min 1 s ahead of this node's clock"),
+    ],
+)
+def test_a_receipt_dated_beyond_the_skew_is_refused_before_any_result(
+    node: ResponderNode, signed_at: float, judged_at: float, message: str
+) -> None:
+    """Every receipt here lies inside the epoch, so only the proposer's clock can tell."""
+    check = pair(node, OVERLAPPING)
+    response = check.respond(check.query(), now=signed_at)
+    with pytest.raises(StaleError, match=message) as caught:
+        check.finish(response, now=judged_at, max_skew=300)
+    assert caught.value.message.endswith("; at most 300 s of skew is accepted — check both clocks")
+    assert isinstance(caught.value, RemoteProtocolError)
+    assert check.proposer.state is State.ERROR
+    assert check.proposer.result is None
+    assert check.proposer.values == []
+
+
+def test_a_receipt_within_the_skew_either_way_is_accepted(node: ResponderNode) -> None:
+    for signed_at, judged_at in ((NOW + 300, NOW), (NOW, NOW + 300), (NOW + 5, NOW + 5)):
+        check = pair(node, OVERLAPPING)
+        response = check.respond(check.query(), now=signed_at)
+        assert check.finish(response, now=judged_at, max_skew=300).conflict
+
+
+def test_the_skew_allowed_is_the_callers(node: ResponderNode) -> None:
+    check = pair(node, OVERLAPPING)
+    response = check.respond(check.query(), now=NOW + 1800)
+    assert check.finish(response, now=NOW, max_skew=1800).conflict
+    check = pair(node, OVERLAPPING)
+    response = check.respond(check.query(), now=NOW + 61)
+    with pytest.raises(StaleError, match="at most 60 s of skew"):
+        check.finish(response, now=NOW, max_skew=60)

@@ -273,7 +273,7 @@ def test_a_receive_time_far_from_the_receipts_is_refused(
     node: ResponderNode, bundle: dict[str, Any]
 ) -> None:
     for received_at in (NOW + CLOCK_SKEW_SECONDS + 1, NOW - CLOCK_SKEW_SECONDS - 1, 0.0):
-        with pytest.raises(VerificationError, match="clock skew"):
+        with pytest.raises(VerificationError, match="of skew is accepted"):
             verify_json({**bundle, "received_at": received_at}, node)
     verify_json({**bundle, "received_at": NOW + CLOCK_SKEW_SECONDS - 1}, node)
 

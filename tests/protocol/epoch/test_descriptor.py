@@ -61,11 +61,14 @@ def verify(
     encoded: bytes = SIGNED.encoded,
     signature: bytes = SIGNED.signature,
     *,
-    now: float | None = NOW,
+    now: float = NOW,
+    max_skew: float = CLOCK_SKEW_SECONDS,
     key: SigningKey = KEY,
     **options: Any,
 ) -> SignedDescriptor:
-    return SignedDescriptor.verify(encoded, signature, key.verify_key, now=now, **options)
+    return SignedDescriptor.verify(
+        encoded, signature, key.verify_key, now=now, max_skew=max_skew, **options
+    )
 
 
 @st.composite
@@ -171,6 +174,13 @@ def test_future_dated_descriptor_is_stale_beyond_the_clock_skew() -> None:
         verify(now=created - CLOCK_SKEW_SECONDS - 1)
 
 
+def test_the_skew_allowed_is_the_callers() -> None:
+    created = SIGNED.descriptor.created_at
+    assert verify(now=created - 3600, max_skew=3600) == SIGNED
+    with pytest.raises(StaleError, match="future"):
+        verify(now=created - 61, max_skew=60)
+
+
 def test_older_sequence_is_a_replay() -> None:
     assert verify(newer_than=2) == SIGNED
     assert verify(newer_than=3) == SIGNED  # the one already accepted, fetched again
@@ -178,9 +188,23 @@ def test_older_sequence_is_a_replay() -> None:
         verify(newer_than=4)
 
 
-def test_freshness_is_skipped_without_a_clock() -> None:
-    assert verify(now=None) == SIGNED
-    assert verify(now=None, newer_than=3) == SIGNED
+def test_freshness_is_skipped_only_by_name() -> None:
+    """Evidence and kept descriptors are judged without a clock, by a call that says so."""
+    long_after = SIGNED.descriptor.valid_until + 10 * 86400
+    with pytest.raises(StaleError):
+        verify(now=long_after)
+    again = SignedDescriptor.verify_without_freshness(
+        SIGNED.encoded, SIGNED.signature, KEY.verify_key, expected_node="coalition"
+    )
+    assert again == SIGNED
+    with pytest.raises(VerificationError):
+        SignedDescriptor.verify_without_freshness(
+            SIGNED.encoded, SIGNED.signature, signing_key("somebody else").verify_key
+        )
+    with pytest.raises(VerificationError, match="expected 'russia'"):
+        SignedDescriptor.verify_without_freshness(
+            SIGNED.encoded, SIGNED.signature, KEY.verify_key, expected_node="russia"
+        )
 
 
 def test_a_signed_but_malformed_descriptor_is_a_verification_error() -> None:

@@ -8,6 +8,7 @@ import pytest
 from hexpsi.protocol.crypto.keys import epoch_keys
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
 from hexpsi.protocol.errors import LocalProtocolError
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from tests.protocol.helpers import NOW, VALIDITY, DeterministicRng, ResponderNode, make_responder
 
 RES, RES_MIN = 9, 7
@@ -43,6 +44,7 @@ def test_descriptor_is_signed_and_its_snapshot_verifies(node: ResponderNode) -> 
         signed.signature,
         node.verify_key,
         now=NOW,
+        max_skew=CLOCK_SKEW_SECONDS,
         expected_node="coalition",
         newer_than=7,
     )

@@ -209,3 +209,62 @@ def test_cover_area_is_the_sum_of_exact_cell_areas():
     assert cover.cover_area_km2([]) == 0.0
     disk_km2 = math.pi * 2.0**2
     assert disk_km2 < cover.cover_area_km2(cells) < 1.4 * disk_km2
+
+
+# --- the WGS84 inflation -------------------------------------------------------------
+
+WGS84_A_M = 6_378_137.0
+WGS84_F = 1 / 298.257223563
+WGS84_E2 = WGS84_F * (2 - WGS84_F)
+
+
+def _meridional_radius_m(lat: float) -> float:
+    """M(phi) = a (1 - e^2) / (1 - e^2 sin^2 phi)^(3/2), the WGS84 radius along a meridian."""
+    s = math.sin(lat)
+    return WGS84_A_M * (1 - WGS84_E2) / math.pow(1 - WGS84_E2 * s * s, 1.5)
+
+
+def _meridian_arc_m(lat0: float, lat1: float, steps: int = 2000) -> float:
+    """Length of the WGS84 meridian from ``lat0`` to ``lat1`` (radians): Simpson's rule on M."""
+    h = (lat1 - lat0) / steps
+    total = _meridional_radius_m(lat0) + _meridional_radius_m(lat1)
+    for i in range(1, steps):
+        total += (4 if i % 2 else 2) * _meridional_radius_m(lat0 + i * h)
+    return total * h / 3
+
+
+def _along_meridian(center: LatLng, length_m: float) -> LatLng:
+    """The point ``length_m`` metres along the WGS84 meridian from ``center`` (north if > 0)."""
+    lat0 = math.radians(center[0])
+    lat = lat0 + length_m / _meridional_radius_m(lat0)
+    for _ in range(8):  # Newton: d(arc)/d(lat) = M(lat)
+        lat -= (_meridian_arc_m(lat0, lat) - length_m) / _meridional_radius_m(lat)
+    return math.degrees(lat), center[1]
+
+
+def test_the_meridian_arc_matches_the_published_wgs84_quarter_meridian():
+    assert _meridian_arc_m(0.0, math.pi / 2) == pytest.approx(10_001_965.7293, abs=1e-3)
+    north = _along_meridian((0.0, 0.0), 110_574.3886)
+    assert north[0] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_point_inside_the_circle_on_wgs84_is_covered_where_the_sphere_says_outside():
+    """Radii are inflated for the WGS84/sphere difference (by up to 0.56 %, at the equator).
+
+    On the equator a meridian degree is shorter on WGS84 than on H3's sphere, so a
+    point 0.999 r along the WGS84 meridian from the centre lies about 1.0046 r away
+    on the sphere: 553 m outside a 120 km circle, more than two res-9 cells, so its
+    cell touches nothing the sphere alone would draw.
+
+    Checked to fail without the protection: with ``_Reach`` in
+    ``hexpsi.protocol.geo.cover`` using ``distance_m + EPSILON_M`` instead of
+    ``distance_m * sphere.wgs84_stretch(low) + EPSILON_M``, neither point's cell was in
+    the cover (the other cover tests all still passed, measuring on the sphere only).
+    """
+    center, radius_m, res = (0.0, 38.6), 120_000.0, 9
+    cells = cover.shape_to_cover(Circle(center, radius_m), res)
+    for direction in (1, -1):
+        point = _along_meridian(center, direction * 0.999 * radius_m)
+        edge_m = h3.average_hexagon_edge_length(res, "m")
+        assert sphere.haversine_m(center, point) > radius_m + 2.5 * edge_m
+        assert h3.latlng_to_cell(*point, res) in cells

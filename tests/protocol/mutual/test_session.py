@@ -26,6 +26,7 @@ from hexpsi.protocol.errors import (
     Status,
     VerificationError,
 )
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.mutual.messages import (
     BUCKET_MINIMUM,
     MAX_SET_SIZE,
@@ -465,7 +466,9 @@ def test_a_statement_with_another_count_is_not_countersigned() -> None:
     inflated = dataclasses.replace(finish.statement, shared_cells=finish.statement.shared_cells + 5)
     signature = signing_key(PROPOSER).sign(inflated.encode()).signature
     with pytest.raises(VerificationError, match=f"claims {len(A & B) + 5} shared cells"):
-        pair.responder.countersign(MutualFinish(inflated, signature), now=NOW)
+        pair.responder.countersign(
+            MutualFinish(inflated, signature), now=NOW, max_skew=CLOCK_SKEW_SECONDS
+        )
 
 
 def test_a_statement_with_another_transcript_is_not_countersigned() -> None:
@@ -474,7 +477,9 @@ def test_a_statement_with_another_transcript_is_not_countersigned() -> None:
     other = dataclasses.replace(finish.statement, transcript_hash=b"t" * 32)
     signature = signing_key(PROPOSER).sign(other.encode()).signature
     with pytest.raises(VerificationError, match="does not match this session"):
-        pair.responder.countersign(MutualFinish(other, signature), now=NOW)
+        pair.responder.countersign(
+            MutualFinish(other, signature), now=NOW, max_skew=CLOCK_SKEW_SECONDS
+        )
 
 
 def test_a_badly_signed_or_misdated_statement_is_not_countersigned() -> None:
@@ -482,16 +487,36 @@ def test_a_badly_signed_or_misdated_statement_is_not_countersigned() -> None:
     finish = pair.finish()
     forged = MutualFinish(finish.statement, signing_key("someone else").sign(b"x").signature)
     with pytest.raises(VerificationError, match="proposer's signature"):
-        pair.responder.countersign(forged, now=NOW)
+        pair.responder.countersign(forged, now=NOW, max_skew=CLOCK_SKEW_SECONDS)
     pair = revealed_pair()
     with pytest.raises(StaleError, match="skew"):
-        pair.responder.countersign(pair.finish(), now=NOW + 3600)
+        pair.responder.countersign(pair.finish(), now=NOW + 3600, max_skew=CLOCK_SKEW_SECONDS)
+
+
+@pytest.mark.parametrize(
+    ("judged_at", "message"),
+    [
+        (NOW - 3600, "the proposer's statement dated 1 h 0 min ahead of this node's clock"),
+        (NOW + 3600, "the proposer's statement dated 1 h 0 min behind this node's clock"),
+    ],
+)
+def test_the_statement_is_judged_by_the_responders_clock_and_skew(
+    judged_at: float, message: str
+) -> None:
+    pair = revealed_pair()
+    with pytest.raises(StaleError, match=message) as caught:
+        pair.responder.countersign(pair.finish(), now=judged_at, max_skew=300)
+    assert "at most 300 s of skew is accepted — check both clocks" in caught.value.message
+    assert pair.responder.state is State.ERROR
+    pair = revealed_pair()
+    receipt = pair.responder.countersign(pair.finish(), now=judged_at, max_skew=3600)
+    assert receipt.statement.issued_at == NOW
 
 
 def test_a_bad_countersignature_is_caught_by_the_proposer() -> None:
     pair = revealed_pair()
     finish = pair.finish()
-    pair.responder.countersign(finish, now=NOW)
+    pair.responder.countersign(finish, now=NOW, max_skew=CLOCK_SKEW_SECONDS)
     wrong = responder_signing_key().sign(b"something else").signature
     with pytest.raises(VerificationError, match="responder's signature"):
         pair.proposer.complete(wrong)

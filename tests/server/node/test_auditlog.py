@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -11,7 +12,9 @@ from nacl.signing import SigningKey
 
 from hexpsi.protocol.audit import ChainBroken
 from hexpsi.protocol.errors import InputError
+from hexpsi.server.cli.main import main
 from hexpsi.server.node.auditlog import AuditLog
+from hexpsi.server.node.directory import init_node
 
 KEY = SigningKey(bytes(range(32)))
 
@@ -205,3 +208,46 @@ def test_a_file_that_is_not_a_database_is_refused_by_name(tmp_path: Path) -> Non
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(InputError, match=r"audit\.sqlite3"):
         AuditLog(path, KEY)
+
+
+def test_rows_spliced_in_from_a_restored_copy_fail_at_the_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of the log taken after entry 2 and later restored goes on differently
+    (3', 4'), signed by the node's own key. Someone splices the copy's entry 4' and its
+    signed head into the original: every row carries a correct hash and signature and
+    the head matches the newest row, so only the link from 4' to the original 3 is
+    wrong, and ``hexpsi audit DIR --verify`` says so in one line.
+
+    Checked to fail without the protection: with the ``prev_hash`` comparison removed
+    from ``_verify_entry`` in ``hexpsi.protocol.audit``, the spliced log verified and
+    the command exited 0.
+    """
+    node = init_node(tmp_path / "alpha", name="alpha", listen="127.0.0.1:7443", now=1000.0)
+    with node.open_audit_log() as log:
+        for seq in (1, 2):
+            log.append("evaluate", "bravo", {"session": f"s{seq}"}, 1000.0 + seq)
+    backup = tmp_path / "backup.sqlite3"
+    shutil.copyfile(node.audit_path, backup)
+    for path, note in ((node.audit_path, "original"), (backup, "restored")):
+        with AuditLog(path, node.signing_key) as log:
+            for seq in (3, 4):
+                log.append("evaluate", "bravo", {"session": f"{note}-{seq}"}, 1000.0 + seq)
+            assert log.verify() == 4
+    fork = sqlite3.connect(backup)
+    row4 = fork.execute("SELECT * FROM entries WHERE seq = 4").fetchone()
+    head = fork.execute("SELECT seq, hash, signature FROM head").fetchone()
+    fork.close()
+    conn = raw(node.audit_path)
+    conn.execute("DELETE FROM entries WHERE seq = 4")
+    conn.execute(f"INSERT INTO entries VALUES ({', '.join('?' * len(row4))})", row4)
+    conn.execute("UPDATE head SET seq = ?, hash = ?, signature = ?", head)
+    conn.close()
+    assert main(["audit", str(node.directory), "--verify"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert (
+        "AUDIT LOG FAILED VERIFICATION at entry 4: does not link to the previous entry's hash"
+        in captured.err
+    )

@@ -320,6 +320,18 @@ def test_an_edited_peer_file_is_caught(pair: tuple[Node, Node]) -> None:
             lambda t: t.replace("max_query_tokens = 4096", "max_query_tokens = true"),
             "limits.max_query_tokens must be an integer",
         ),
+        (
+            lambda t: t.replace("clock_skew_seconds = 300", "clock_skew_seconds = 0"),
+            "limits.clock_skew_seconds must be an integer 1..86400, got 0",
+        ),
+        (
+            lambda t: t.replace("clock_skew_seconds = 300", "clock_skew_seconds = 300.5"),
+            "limits.clock_skew_seconds must be an integer 1..86400, got 300.5",
+        ),
+        (
+            lambda t: t.replace("clock_skew_seconds = 300", "clock_skew_seconds = 90000"),
+            "limits.clock_skew_seconds must be an integer 1..86400, got 90000",
+        ),
         (lambda t: t + "[[broken", "config.toml: not valid TOML"),
         (lambda t: t.replace("127.0.0.1:7443", "nowhere"), "config.toml: listen 'nowhere'"),
     ],
@@ -337,7 +349,18 @@ def test_missing_config_keys_take_their_defaults(tmp_path: Path) -> None:
     (node.directory / "config.toml").write_text('name = "alpha"\nlisten = "127.0.0.1:7443"\n')
     loaded = Node(node.directory)
     assert loaded.config.limits.max_query_tokens == 4096
+    assert loaded.config.limits.clock_skew_seconds == 300
     assert loaded.config.address == "127.0.0.1:7443"
+
+
+def test_the_clock_skew_is_read_from_the_limits_table(tmp_path: Path) -> None:
+    node = make(tmp_path, "alpha")
+    config = node.directory / "config.toml"
+    assert "clock_skew_seconds = 300" in config.read_text()
+    config.write_text(
+        config.read_text().replace("clock_skew_seconds = 300", "clock_skew_seconds = 60")
+    )
+    assert Node(node.directory).config.limits.clock_skew_seconds == 60
 
 
 def test_a_readable_secret_is_refused(tmp_path: Path) -> None:

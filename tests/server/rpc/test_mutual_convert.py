@@ -26,6 +26,7 @@ import pytest
 from hexpsi.protocol.budget import cell_area_km2
 from hexpsi.protocol.crypto.group import IDENTITY
 from hexpsi.protocol.errors import HexpsiError, LocalProtocolError, Status
+from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.protocol.mutual.messages import MutualFinish, MutualReceipt
 from hexpsi.protocol.mutual.session import ProposerMutual
 from hexpsi.server.bench.mutual import maps as bench_maps
@@ -425,7 +426,7 @@ def wire_sizes(proposer_cells: frozenset[int], responder_cells: frozenset[int]) 
         revealed = request(chunk_request("double_blinded", chunk))
         pair.responder.receive_reveal_chunk(read_request_chunk(revealed, "double_blinded"))
     finish = read_finish(request(finish_request(pair.proposer.finish(now=NOW))))
-    receipt = pair.responder.countersign(finish, now=NOW)
+    receipt = pair.responder.countersign(finish, now=NOW, max_skew=CLOCK_SKEW_SECONDS)
     signature = read_countersignature(
         response(countersignature_response(receipt.responder_signature))
     )
