@@ -198,31 +198,26 @@ class Ledger(DatabaseOwner):
         now: float,
         what: str,
     ) -> tuple[Charge, Charge]:
-        """Every allowance the request is charged against, or the first refusal."""
+        """Every allowance the request is charged against, or the first refusal.
+
+        A mutual check counts 1 against the peer's call allowance; every request
+        counts its area against the peer's budget and the node-wide one.
+        """
+        decisions: list[tuple[Allowance, str, Operation | None, float]] = [
+            (allowances.peer, peer, None, area_km2),
+            (allowances.node, NODE, None, area_km2),
+        ]
         if allowances.mutual_calls is not None:
-            calls = history(peer, now - allowances.mutual_calls.window_seconds, operation)
-            decide_charge(
-                amount=1.0,
-                history=[Spending(s.at, 1.0) for s in calls],
-                allowance=allowances.mutual_calls,
-                now=now,
-                what=what,
+            decisions.insert(0, (allowances.mutual_calls, peer, operation, 1.0))
+        charges = []
+        for allowance, who, counted, amount in decisions:
+            past = history(who, now - allowance.window_seconds, counted)
+            if counted is not None:
+                past = [Spending(s.at, 1.0) for s in past]
+            charges.append(
+                decide_charge(amount=amount, history=past, allowance=allowance, now=now, what=what)
             )
-        charge = decide_charge(
-            amount=area_km2,
-            history=history(peer, now - allowances.peer.window_seconds, None),
-            allowance=allowances.peer,
-            now=now,
-            what=what,
-        )
-        node_charge = decide_charge(
-            amount=area_km2,
-            history=history(NODE, now - allowances.node.window_seconds, None),
-            allowance=allowances.node,
-            now=now,
-            what=what,
-        )
-        return charge, node_charge
+        return charges[-2], charges[-1]
 
     def check(
         self,
