@@ -32,6 +32,7 @@ from hexpsi.protocol.check.messages import (
     Response,
     transcript_hash,
 )
+from hexpsi.protocol.check.plan import QUERY_BUCKET_MINIMUM, check_fits, plan_query
 from hexpsi.protocol.clock import check_skew
 from hexpsi.protocol.crypto.group import hash_to_group, validate_elements
 from hexpsi.protocol.crypto.oprf import (
@@ -60,7 +61,6 @@ from hexpsi.protocol.randomness import RandomBytes, shuffle_in_place
 from hexpsi.protocol.snapshot.build import truncate_output
 from hexpsi.protocol.snapshot.gcs import Opening
 
-QUERY_BUCKET_MINIMUM = 8
 DUMMY_LABEL = b"hexpsi/v1/dummy-element"
 MODE = Mode.VOPRF
 
@@ -118,7 +118,11 @@ class ProposerCheck:
         strike_cells: Iterable[int],
         rng: RandomBytes,
         mapper: Mapper = map,
+        tokens: Mapping[int, Iterable[int]] | None = None,
     ) -> None:
+        """``tokens`` (default: all of the strike's) is the part of the strike's query
+        tokens this check sends, when a zone too large for one check is split
+        (:func:`hexpsi.protocol.check.plan.split_tokens`)."""
         self.descriptor = descriptor
         self.responder_key = responder_key
         self.snapshot = snapshot
@@ -127,7 +131,10 @@ class ProposerCheck:
         self.mapper = mapper
         d = descriptor.descriptor
         self.strike_cells = frozenset(strike_cells)
-        self.tokens = query_tokens(self.strike_cells, res=d.res, res_min=d.res_min)
+        if tokens is None:
+            self.tokens = query_tokens(self.strike_cells, res=d.res, res_min=d.res_min)
+        else:
+            self.tokens = {r: set(cells) for r, cells in tokens.items() if cells}
         self.state = State.IDLE
         self.positions: list[QueryToken] = []
         self.query: Query | None = None
@@ -151,28 +158,16 @@ class ProposerCheck:
         if not self.tokens:
             raise LocalProtocolError("the strike zone covers no cells; nothing to check")
         groups: list[ElementGroup] = []
-        padded_total = 0
-        for resolution in sorted(self.tokens):
-            padded = size_bucket(len(self.tokens[resolution]), minimum=QUERY_BUCKET_MINIMUM)
-            if padded > MAX_BATCH:
-                raise LocalProtocolError(
-                    f"the strike zone needs {padded} tokens at resolution {resolution}; one "
-                    f"proof covers at most {MAX_BATCH}, so split the zone into smaller checks"
-                )
-            padded_total += padded
-        if padded_total > d.max_query_tokens:
-            raise LocalProtocolError(
-                f"the strike zone needs {padded_total} padded tokens but {d.node!r} accepts at "
-                f"most {d.max_query_tokens} per check; split the zone into smaller checks"
-            )
-        for resolution in sorted(self.tokens):
+        plan = plan_query(self.tokens)
+        check_fits(plan, max_query_tokens=d.max_query_tokens, node=d.node)
+        for group in plan.groups:
+            resolution = group.resolution
             cells = sorted(self.tokens[resolution])
             blinds, blinded = blind(
                 [token_bytes(c) for c in cells], MODE, self.rng, mapper=self.mapper
             )
             slots: list[tuple[bytes, int | None]] = [(b, i) for i, b in enumerate(blinded)]
-            padded = size_bucket(len(cells), minimum=QUERY_BUCKET_MINIMUM)
-            slots += [(self._dummy(), None) for _ in range(padded - len(cells))]
+            slots += [(self._dummy(), None) for _ in range(group.padded - len(cells))]
             shuffle_in_place(slots, self.rng)
             for index, (_, real) in enumerate(slots):
                 if real is not None:

@@ -16,6 +16,7 @@ checked" then means the whole zone. The token replay itself is v1's
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,12 @@ from hexpsi.protocol.check.evidence import (
 )
 from hexpsi.protocol.check.session import ProposerCheck
 from hexpsi.protocol.clock import check_skew
-from hexpsi.protocol.errors import InputError, RemoteProtocolError, VerificationError
+from hexpsi.protocol.errors import (
+    InputError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    VerificationError,
+)
 from hexpsi.protocol.geo.cover import cover_area_km2
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
 from hexpsi.protocol.geo.zone import StrikeZone
@@ -60,40 +66,82 @@ class CoveredZone:
 
 
 @dataclass(frozen=True, slots=True)
-class ZoneEvidence:
-    """A v2 bundle: the replay material, the receive time and the zone (None when the
-    check was given bare cells, which such a bundle then cannot vouch for)."""
+class CheckedPart:
+    """One check of a zone: its replay material and when its answer arrived."""
 
     replay: Evidence
     received_at: float
+
+    def members(self) -> dict[str, Any]:
+        return {
+            **self.replay.transcript_members(),
+            "received_at": self.received_at,
+            "positions": self.replay.positions_json(),
+        }
+
+    @classmethod
+    def from_members(cls, obj: dict[str, Any]) -> CheckedPart:
+        received_at = obj["received_at"]
+        if isinstance(received_at, bool) or not isinstance(received_at, int | float):
+            raise TypeError("received_at must be a number of seconds")
+        return cls(Evidence.from_members(obj), float(received_at))
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneEvidence:
+    """A v2 bundle: the zone (None when the check was given bare cells, which such a
+    bundle then cannot vouch for) and the checks that covered it.
+
+    Usually one check; a zone too large for one check is checked in parts, each
+    with its own receipt, against the same epoch. One part is written with its
+    members at the top level; several as ``"parts": [...]``.
+    """
+
+    parts: tuple[CheckedPart, ...]
     zone: CoveredZone | None
 
+    @property
+    def replay(self) -> Evidence:
+        """The first (usually only) check's replay material."""
+        return self.parts[0].replay
+
+    @property
+    def received_at(self) -> float:
+        """When the first (usually only) check's answer arrived."""
+        return self.parts[0].received_at
+
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
+        zone = None if self.zone is None else self.zone.to_json()
+        if len(self.parts) == 1:
+            members = self.parts[0].members()
+            positions = members.pop("positions")
+            document = {
                 "format": ZONE_EVIDENCE_FORMAT,
-                **self.replay.transcript_members(),
-                "received_at": self.received_at,
-                "zone": None if self.zone is None else self.zone.to_json(),
-                "positions": self.replay.positions_json(),
-            },
-            indent=1,
-        ).encode()
+                **members,
+                "zone": zone,
+                "positions": positions,
+            }
+        else:
+            parts = [part.members() for part in self.parts]
+            document = {"format": ZONE_EVIDENCE_FORMAT, "zone": zone, "parts": parts}
+        return json.dumps(document, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> ZoneEvidence:
         """Parse a bundle; a malformed one is an InputError. Nothing is verified here."""
         try:
             obj = json_document(data, ZONE_EVIDENCE_FORMAT)
-            received_at = obj["received_at"]
-            if isinstance(received_at, bool) or not isinstance(received_at, int | float):
-                raise TypeError("received_at must be a number of seconds")
             zone = obj["zone"]
-            return cls(
-                replay=Evidence.from_members(obj),
-                received_at=float(received_at),
-                zone=None if zone is None else CoveredZone.from_json(zone),
-            )
+            if "parts" in obj:
+                listed = obj["parts"]
+                if not isinstance(listed, list) or not listed:
+                    raise TypeError("parts must be a non-empty list")
+                if not all(isinstance(part, dict) for part in listed):
+                    raise TypeError("each part must be a JSON object")
+                parts = tuple(CheckedPart.from_members(part) for part in listed)
+            else:
+                parts = (CheckedPart.from_members(obj),)
+            return cls(parts, None if zone is None else CoveredZone.from_json(zone))
         except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise InputError(f"evidence bundle is malformed: {error}") from None
 
@@ -108,8 +156,9 @@ class ZoneVerdict:
     epoch_id: bytes
     epoch_sequence: int
     receipt_id: str
+    """The (first) check's receipt; a zone checked in parts has one per part."""
     checked_at: float
-    """The responder's time in its signed receipt."""
+    """The responder's time in its signed receipt (the last part's, for several)."""
     received_at: float
     """The proposer's time when the answer arrived (its own statement, not signed)."""
     conflict: bool
@@ -119,17 +168,31 @@ class ZoneVerdict:
     conflicting_tokens: frozenset[int]
     conflicting_cells: frozenset[int]
     """The zone's cells at the epoch's ``res`` that lie inside a conflicting token."""
+    receipt_ids: tuple[str, ...] = ()
+    """Every part's receipt, in order."""
 
 
 def export_zone_evidence(
-    check: ProposerCheck, *, zone: StrikeZone | None, received_at: float
+    check: ProposerCheck | Sequence[tuple[ProposerCheck, float]],
+    *,
+    zone: StrikeZone | None,
+    received_at: float | None = None,
 ) -> ZoneEvidence:
-    """The v2 bundle of a finished check whose strike cells are ``zone``'s cover at the
+    """The v2 bundle of a finished check (with ``received_at``) or of a zone's parts,
+    each ``(check, received_at)``, whose strike cells are ``zone``'s cover at the
     responder's ``res`` (``zone=None`` when the check was given bare cells)."""
+    if isinstance(check, ProposerCheck):
+        if received_at is None:
+            raise LocalProtocolError("a single check's bundle needs its receive time")
+        checks = [(check, received_at)]
+    else:
+        checks = list(check)
+    if not checks:
+        raise LocalProtocolError("evidence needs at least one finished check")
+    res = checks[0][0].descriptor.descriptor.res
     return ZoneEvidence(
-        replay=export_evidence(check),
-        received_at=received_at,
-        zone=None if zone is None else CoveredZone(zone, check.descriptor.descriptor.res),
+        parts=tuple(CheckedPart(export_evidence(c), at) for c, at in checks),
+        zone=None if zone is None else CoveredZone(zone, res),
     )
 
 
@@ -160,10 +223,14 @@ def verify_zone_evidence(
 def _verify(
     evidence: ZoneEvidence, covered: CoveredZone, responder_key: VerifyKey, max_cells: int
 ) -> ZoneVerdict:
-    replay = evidence.replay
-    d = verified_descriptor(
-        replay.descriptor, replay.descriptor_signature, responder_key
-    ).descriptor
+    first = evidence.parts[0].replay
+    if any(
+        (part.replay.descriptor, part.replay.descriptor_signature)
+        != (first.descriptor, first.descriptor_signature)
+        for part in evidence.parts
+    ):
+        raise VerificationError("the parts of the evidence were checked against different epochs")
+    d = verified_descriptor(first.descriptor, first.descriptor_signature, responder_key).descriptor
     if covered.res != d.res:
         raise VerificationError(
             f"the strike zone was covered at resolution {covered.res}, but the responder's "
@@ -175,34 +242,42 @@ def _verify(
     }
     if not expected:
         raise VerificationError("the strike zone covers no cells, so it proves nothing")
-    _check_tokens(expected, {p.cell for p in replay.positions})
-    verdict = verify_evidence(replay, responder_key)
-    check_skew(
-        "the receipt",
-        verdict.checked_at,
-        now=evidence.received_at,
-        max_skew=CLOCK_SKEW_SECONDS,
-        clock="the proposer's clock when the answer arrived",
-    )
+    shown = [p.cell for part in evidence.parts for p in part.replay.positions]
+    if len(shown) != len(set(shown)):
+        raise VerificationError("the evidence shows a token in more than one place")
+    _check_tokens(expected, set(shown))
+    verdicts = []
+    for part in evidence.parts:
+        verdict = verify_evidence(part.replay, responder_key)
+        check_skew(
+            "the receipt",
+            verdict.checked_at,
+            now=part.received_at,
+            max_skew=CLOCK_SKEW_SECONDS,
+            clock="the proposer's clock when the answer arrived",
+        )
+        verdicts.append(verdict)
+    conflicting = frozenset().union(*(v.conflicting_tokens for v in verdicts))
     return ZoneVerdict(
-        responder=verdict.responder,
-        proposer=verdict.proposer,
-        epoch_id=verdict.epoch_id,
+        responder=verdicts[0].responder,
+        proposer=verdicts[0].proposer,
+        epoch_id=verdicts[0].epoch_id,
         epoch_sequence=d.sequence,
-        receipt_id=verdict.receipt_id,
-        checked_at=verdict.checked_at,
-        received_at=evidence.received_at,
-        conflict=verdict.conflict,
+        receipt_id=verdicts[0].receipt_id,
+        checked_at=max(v.checked_at for v in verdicts),
+        received_at=max(part.received_at for part in evidence.parts),
+        conflict=bool(conflicting),
         zone_cells=len(cover),
         zone_area_km2=cover_area_km2(cover),
         tokens=len(expected),
-        conflicting_tokens=verdict.conflicting_tokens,
+        conflicting_tokens=conflicting,
         conflicting_cells=frozenset(
             cell
-            for token in verdict.conflicting_tokens
+            for token in conflicting
             for cell in cells_inside(token, res=d.res)
             if cell in cover
         ),
+        receipt_ids=tuple(v.receipt_id for v in verdicts),
     )
 
 

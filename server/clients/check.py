@@ -15,13 +15,17 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hexpsi.protocol.check.messages import Receipt
+from hexpsi.protocol.check.plan import QueryPlan, plan_query, split_tokens
 from hexpsi.protocol.check.session import CheckResult, ProposerCheck
 from hexpsi.protocol.check.zone_evidence import export_zone_evidence
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
+from hexpsi.protocol.errors import LocalProtocolError
+from hexpsi.protocol.geo.tokens import query_tokens
 from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.server.clients.peer import PeerClient, Progress
 from hexpsi.server.node.directory import Node
@@ -36,7 +40,13 @@ CHECKS_DIR = "checks"
 
 @dataclass
 class CheckReport:
-    """A finished check as the proposer keeps it."""
+    """A finished check as the proposer keeps it.
+
+    A zone too large for one check is checked in parts (each an ordinary check
+    with its own receipt, against the same epoch); ``result`` is their union:
+    conflict if any part conflicts, every conflicting token and cell, tokens and
+    elements summed, and the first part's receipt (``parts`` holds them all).
+    """
 
     peer: str
     result: CheckResult
@@ -45,20 +55,105 @@ class CheckReport:
     zone: StrikeZone | None
     """The strike's shapes, when the check was given them rather than bare cells."""
     received_at: float
-    """When the response arrived, by this node's clock: the time the receipt was judged by."""
+    """When the (last) response arrived, by this node's clock."""
     directory: Path
+    parts: tuple[CheckResult, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def receipt_id(self) -> str:
         return self.result.receipt.receipt_id
 
+    @property
+    def receipts(self) -> tuple[Receipt, ...]:
+        return tuple(part.receipt for part in self.parts) or (self.result.receipt,)
+
+    @property
+    def area_km2(self) -> float:
+        """What the responder charged, over every part."""
+        return sum(receipt.area_km2 for receipt in self.receipts)
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """What a check of a zone would send, from the peer's descriptor, before anything is sent."""
+
+    peer: str
+    descriptor: SignedDescriptor
+    strike_cells: frozenset[int]
+    parts: tuple[QueryPlan, ...]
+
+    @property
+    def tokens(self) -> int:
+        return sum(part.tokens for part in self.parts)
+
+    @property
+    def padded(self) -> int:
+        return sum(part.padded for part in self.parts)
+
+    @property
+    def area_km2(self) -> float:
+        res = self.descriptor.descriptor.res
+        return sum(part.area_km2(res) for part in self.parts)
+
+
+def _merged(parts: Sequence[CheckResult]) -> CheckResult:
+    first = parts[0]
+    return CheckResult(
+        responder=first.responder,
+        epoch_id=first.epoch_id,
+        conflict=any(part.conflict for part in parts),
+        conflicting_tokens=frozenset().union(*(p.conflicting_tokens for p in parts)),
+        conflicting_cells=frozenset().union(*(p.conflicting_cells for p in parts)),
+        tokens_sent=sum(part.tokens_sent for part in parts),
+        elements_sent=sum(part.elements_sent for part in parts),
+        receipt=first.receipt,
+    )
+
 
 def _store_check(node: Node, report: CheckReport, evidence_json: bytes) -> None:
     ensure_private_dir(report.directory.parent)
     make_private_dir(report.directory)
     atomic_write(report.directory / "evidence.json", evidence_json, mode=0o600)
-    atomic_write(report.directory / "receipt.bin", report.result.receipt.encode(), mode=0o600)
+    for number, receipt in enumerate(report.receipts, start=1):
+        name = "receipt.bin" if number == 1 else f"receipt-{number}.bin"
+        atomic_write(report.directory / name, receipt.encode(), mode=0o600)
+
+
+def _strike_cells(strike: StrikeZone | Iterable[int], res: int) -> frozenset[int]:
+    if isinstance(strike, StrikeZone):
+        return frozenset(strike.cover(res))
+    return frozenset(strike)
+
+
+def _token_parts(cells: frozenset[int], descriptor: SignedDescriptor) -> list[dict[int, list[int]]]:
+    d = descriptor.descriptor
+    tokens = query_tokens(cells, res=d.res, res_min=d.res_min)
+    return split_tokens(tokens, max_query_tokens=d.max_query_tokens)
+
+
+async def plan_check(
+    node: Node,
+    peer_name: str,
+    strike: StrikeZone | Iterable[int],
+    *,
+    plaintext: bool = False,
+    now: Callable[[], float] = time.time,
+) -> CheckPlan:
+    """What checking ``strike`` against ``peer_name`` would send and cost; nothing is evaluated.
+
+    The peer's descriptor is fetched (and verified and kept as any check keeps
+    it), the zone covered at its ``res`` and the query planned, split into parts
+    if it exceeds the peer's limit per check.
+    """
+    peer = node.peer(peer_name)
+    async with PeerClient(node, peer, plaintext=plaintext) as client:
+        descriptor = await client.fetch_descriptor(now=now())
+    cells = await asyncio.to_thread(_strike_cells, strike, descriptor.descriptor.res)
+    if not cells:
+        raise LocalProtocolError("the strike zone covers no cells; nothing to check")
+    parts = await asyncio.to_thread(_token_parts, cells, descriptor)
+    return CheckPlan(peer.name, descriptor, cells, tuple(plan_query(part) for part in parts))
 
 
 async def run_check(
@@ -76,8 +171,10 @@ async def run_check(
     ``strike`` is a zone, covered at the ``res`` of the peer's verified descriptor
     (which may differ from this node's own) and kept in the evidence, so a third
     party can verify the whole zone was checked; or bare cells at the responder's
-    ``res``, whose evidence then carries no zone. Group work runs on ``pool`` (the
-    caller's, shared by its checks), or on one made for this call.
+    ``res``, whose evidence then carries no zone. A zone too large for one check
+    is checked in parts, one after the other over the same channel and epoch,
+    and reported as one answer with one evidence bundle. Group work runs on
+    ``pool`` (the caller's, shared by its checks), or on one made for this call.
     """
     if pool is None:
         with WorkerPool(name="hexpsi-check") as own:
@@ -93,42 +190,48 @@ async def run_check(
     peer = node.peer(peer_name)
     cache = SnapshotCache(node.directory)
     timings: dict[str, float] = {}
+    zone = strike if isinstance(strike, StrikeZone) else None
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         started = time.perf_counter()
         descriptor = await client.fetch_descriptor(now=now())
-        if isinstance(strike, StrikeZone):
-            zone: StrikeZone | None = strike
-            cells = frozenset(await asyncio.to_thread(strike.cover, descriptor.descriptor.res))
-        else:
-            zone, cells = None, frozenset(strike)
+        cells = await asyncio.to_thread(_strike_cells, strike, descriptor.descriptor.res)
         cached = await asyncio.to_thread(cache.open, peer.name, descriptor)
         timings["descriptor_s"] = time.perf_counter() - started
         started = time.perf_counter()
         await client.download_snapshot(cached, progress=progress)
         timings["snapshot_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        session = ProposerCheck(
-            descriptor=descriptor,
-            responder_key=peer.identity.verify_key,
-            snapshot=cached.reader,
-            proposer=node.name,
-            strike_cells=cells,
-            rng=os.urandom,
-            mapper=pool.map,
-        )
-        query = await asyncio.to_thread(session.start)
-        response = await client.evaluate(query)
-        received_at = now()
-        result = await asyncio.to_thread(
-            session.finish,
-            response,
-            now=received_at,
-            max_skew=node.config.limits.clock_skew_seconds,
-        )
+        token_parts: list[dict[int, list[int]] | None] = [None]
+        if cells:
+            token_parts = list(await asyncio.to_thread(_token_parts, cells, descriptor))
+        finished: list[tuple[ProposerCheck, float]] = []
+        results: list[CheckResult] = []
+        for tokens in token_parts:
+            session = ProposerCheck(
+                descriptor=descriptor,
+                responder_key=peer.identity.verify_key,
+                snapshot=cached.reader,
+                proposer=node.name,
+                strike_cells=cells,
+                rng=os.urandom,
+                mapper=pool.map,
+                tokens=tokens,
+            )
+            query = await asyncio.to_thread(session.start)
+            response = await client.evaluate(query)
+            received_at = now()
+            results.append(
+                await asyncio.to_thread(
+                    session.finish,
+                    response,
+                    now=received_at,
+                    max_skew=node.config.limits.clock_skew_seconds,
+                )
+            )
+            finished.append((session, received_at))
         timings["check_s"] = time.perf_counter() - started
-    evidence = await asyncio.to_thread(
-        export_zone_evidence, session, zone=zone, received_at=received_at
-    )
+    evidence = await asyncio.to_thread(export_zone_evidence, finished, zone=zone)
+    result = _merged(results)
     report = CheckReport(
         peer=peer.name,
         result=result,
@@ -137,6 +240,7 @@ async def run_check(
         zone=zone,
         received_at=received_at,
         directory=node.directory / CHECKS_DIR / result.receipt.receipt_id,
+        parts=tuple(results),
         timings=timings,
     )
     await asyncio.to_thread(_store_check, node, report, evidence.to_json())
@@ -146,21 +250,23 @@ async def run_check(
             peer.name,
             {
                 "receipt_id": report.receipt_id,
+                "receipts": [receipt.receipt_id for receipt in report.receipts],
                 "epoch_id": result.epoch_id.hex(),
                 "epoch_sequence": descriptor.descriptor.sequence,
                 "conflict": result.conflict,
                 "conflicting_tokens": len(result.conflicting_tokens),
                 "tokens_sent": result.tokens_sent,
                 "elements_sent": result.elements_sent,
-                "area_km2": result.receipt.area_km2,
+                "area_km2": report.area_km2,
             },
             now(),
         )
     log.info(
-        "check against %s: %s (%d conflicting tokens), receipt %s",
+        "check against %s: %s (%d conflicting tokens, %d part(s)), receipt %s",
         peer.name,
         "CONFLICT" if result.conflict else "CLEAR",
         len(result.conflicting_tokens),
+        len(results),
         report.receipt_id,
     )
     return report

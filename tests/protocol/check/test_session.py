@@ -8,7 +8,8 @@ import h3.api.basic_int as h3
 import pytest
 
 from hexpsi.protocol.budget import query_area_km2
-from hexpsi.protocol.check.session import QUERY_BUCKET_MINIMUM, State
+from hexpsi.protocol.check.plan import QUERY_BUCKET_MINIMUM
+from hexpsi.protocol.check.session import State
 from hexpsi.protocol.crypto.group import validate_element
 from hexpsi.protocol.errors import (
     InputError,

@@ -252,7 +252,8 @@ def test_a_zone_that_covers_no_cell_proves_nothing(
     """No zone read from a bundle is empty (the format wants a shape), but a verifier must
     not call an empty zone with no positions "checked and clear" whatever builds it."""
     exported = export_zone_evidence(conflict.proposer, zone=StrikeZone(()), received_at=NOW)
-    emptied = replace(exported, replay=replace(exported.replay, positions=()))
+    (part,) = exported.parts
+    emptied = replace(exported, parts=(replace(part, replay=replace(part.replay, positions=())),))
     with pytest.raises(VerificationError, match="covers no cells"):
         verify_zone_evidence(emptied, node.verify_key)
 

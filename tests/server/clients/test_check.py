@@ -30,6 +30,7 @@ from hexpsi.server.node.snapshot_cache import CACHE_DIR, SnapshotCache
 from hexpsi.server.rpc.check_convert import request_to_query
 from hexpsi.server.services.app import RunningServer, start_server
 from tests.server.conftest import (
+    CENTER,
     FAR,
     OUTPOST,
     PROTECTED,
@@ -335,14 +336,42 @@ async def test_a_partial_download_that_fails_its_digest_is_fetched_again(
     assert small_chunks == [0, 2, 0]
 
 
-async def test_a_strike_too_large_for_one_check_is_refused_before_it_is_sent(
-    pair: Pair, served: RunningServer
+async def test_a_zone_too_large_for_one_check_is_checked_in_parts_and_answered_once(
+    tmp_path: Path,
 ) -> None:
-    # A thin ring compacts to nothing: one res-9 token per cell, more than 4096 in all.
-    ring = frozenset(h3.grid_ring(FAR, 700))
-    with pytest.raises(HexpsiError, match="accepts at most 4096 per check; split the zone"):
-        await run_check(pair.proposer, RESPONDER, ring)
-    assert served.audit.entries() == []
+    """A responder taking 64 elements per check; a zone needing several times that is
+    split into ordinary checks against one epoch, each with its own receipt, answered
+    as one, and its one evidence bundle proves the whole zone."""
+    pair = make_pair(tmp_path, limits={"max_query_tokens": 64})
+    lat, lng = h3.cell_to_latlng(CENTER)
+    zone = StrikeZone((Feature("ring", (Circle((lat, lng), 2500.0),)),))
+    running = await start_server(pair.responder)
+    try:
+        report = await run_check(pair.proposer, RESPONDER, zone)
+        evaluations = [e for e in running.audit.entries() if e.kind == "evaluate"]
+    finally:
+        await running.stop(grace=1.0)
+    res = report.descriptor.descriptor.res
+    cells = frozenset(zone.cover(res))
+    assert len(report.parts) >= 2
+    assert len({r.receipt_id for r in report.receipts}) == len(report.parts)
+    assert report.result.conflict
+    assert report.result.conflicting_tokens == expected_hits(cells, PROTECTED)
+    assert report.result.tokens_sent == sum(
+        len(group) for group in query_tokens(cells, res=res, res_min=RES_MIN).values()
+    )
+    assert report.area_km2 == pytest.approx(sum(r.area_km2 for r in report.receipts))
+    bundle = ZoneEvidence.from_json((report.directory / "evidence.json").read_bytes())
+    assert len(bundle.parts) == len(report.parts)
+    verdict = verify_zone_evidence(bundle, pair.proposer.peer(RESPONDER).identity.verify_key)
+    assert verdict.conflict
+    assert verdict.conflicting_cells == report.result.conflicting_cells
+    assert verdict.receipt_ids == tuple(r.receipt_id for r in report.receipts)
+    assert len(evaluations) == len(report.parts)
+    # A bundle missing one part no longer shows the whole zone.
+    cut = ZoneEvidence(bundle.parts[1:], bundle.zone)
+    with pytest.raises(VerificationError, match="lacks"):
+        verify_zone_evidence(cut, pair.proposer.peer(RESPONDER).identity.verify_key)
 
 
 async def test_a_peer_that_starts_over_with_new_keys_is_checked_again(
