@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hexpsi.protocol.geo.shapes import FeatureId
@@ -140,6 +140,108 @@ def cell_to_polygon(cell: int) -> dict[str, object]:
     return {"type": "Polygon", "coordinates": [_closed(_counter_clockwise(ring))]}
 
 
+Position = list[float]
+Ring = list[Position]
+
+
+def _unwrapped(ring: Sequence[Sequence[float]]) -> Ring:
+    """The ring with each longitude within 180 degrees of the one before: continuous."""
+    out: Ring = []
+    for lng, lat in ring:
+        continuous = out[-1][0] + _wrap180(lng - out[-1][0]) if out else lng
+        out.append([continuous, lat])
+    return out
+
+
+def _clip(ring: Ring, at: float, keep_below: bool) -> Ring:
+    """Sutherland-Hodgman: the part of a closed ring on one side of longitude ``at``."""
+
+    def inside(p: Position) -> bool:
+        return p[0] <= at if keep_below else p[0] >= at
+
+    points = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+    out: Ring = []
+    for i, current in enumerate(points):
+        previous = points[i - 1]
+        if inside(current) != inside(previous):
+            fraction = (at - previous[0]) / (current[0] - previous[0])
+            out.append([at, previous[1] + fraction * (current[1] - previous[1])])
+        if inside(current):
+            out.append(current)
+    return out
+
+
+def _shifted(ring: Ring, by: float) -> Ring:
+    return [[lng + by, lat] for lng, lat in ring]
+
+
+def _oriented(ring: Ring, counter_clockwise: bool) -> Ring:
+    ccw = _counter_clockwise(ring)
+    return _closed(ccw if counter_clockwise else ccw[::-1])
+
+
+def split_at_antimeridian(rings: Sequence[Ring]) -> list[list[Ring]]:
+    """A polygon (exterior ring, then holes) as polygons none of which crosses ±180.
+
+    RFC 7946 section 3.1.9: a geometry crossing the antimeridian is cut in two, so
+    no GIS draws it as a band around the world. The rings come with continuous
+    longitudes (possibly past ±180); each part is brought back into -180..180.
+    Exterior rings are counter-clockwise, holes clockwise.
+    """
+    exterior = rings[0]
+    longitudes = [lng for lng, _ in exterior]
+    if min(longitudes) >= -180.0 and max(longitudes) <= 180.0:
+        return [[_oriented(r, i == 0) for i, r in enumerate(rings)]]
+    at = 180.0 if max(longitudes) > 180.0 else -180.0
+    shift = -360.0 if at > 0 else 360.0
+    polygons = []
+    for keep_below in (True, False):
+        inner_side = keep_below == (at > 0)
+        parts = [_clip(ring, at, keep_below) for ring in rings]
+        if len(parts[0]) < 3:
+            continue
+        if not inner_side:
+            parts = [_shifted(part, shift) for part in parts]
+        polygons.append(
+            [_oriented(part, i == 0) for i, part in enumerate(parts) if len(part) >= 3 or i == 0]
+        )
+    return polygons
+
+
+def polygons_geometry(polygons: Sequence[list[Ring]]) -> dict[str, object]:
+    """A Polygon for one part, a MultiPolygon for several."""
+    if len(polygons) == 1:
+        return {"type": "Polygon", "coordinates": polygons[0]}
+    return {"type": "MultiPolygon", "coordinates": list(polygons)}
+
+
+def cell_geometry(cell: int) -> dict[str, object]:
+    """A cell as GeoJSON for any GIS: one Polygon, or two if it straddles ±180."""
+    ring = cell_to_polygon(cell)["coordinates"]
+    assert isinstance(ring, list)
+    return polygons_geometry(split_at_antimeridian(ring))
+
+
+def outline_geometry(cells: Iterable[int]) -> dict[str, object]:
+    """The outline of a set of cells: their union as polygons with holes, split at ±180.
+
+    H3 merges the cells (``cells_to_geo``); its rings are made continuous first so
+    an outline across the antimeridian is cut, not wrapped around the world.
+    """
+    import h3.api.basic_int as h3int  # here, not at start-up: see hexpsi.server.cli
+
+    shape = h3int.cells_to_geo(list(cells))
+    polygons = [shape["coordinates"]] if shape["type"] == "Polygon" else shape["coordinates"]
+    parts: list[list[Ring]] = []
+    for polygon in polygons:
+        parts.extend(split_at_antimeridian([_unwrapped(ring) for ring in polygon]))
+    return polygons_geometry(parts)
+
+
+def feature(geometry: dict[str, object], properties: Mapping[str, object]) -> dict[str, object]:
+    return {"type": "Feature", "geometry": geometry, "properties": dict(properties)}
+
+
 def cells_to_geojson(properties: Mapping[int, Mapping[str, object]]) -> dict[str, object]:
     """A FeatureCollection with one Polygon per cell, id and ``cell`` the index string."""
     return {
@@ -148,7 +250,7 @@ def cells_to_geojson(properties: Mapping[int, Mapping[str, object]]) -> dict[str
             {
                 "type": "Feature",
                 "id": cell_str(cell),
-                "geometry": cell_to_polygon(cell),
+                "geometry": cell_geometry(cell),
                 "properties": {"cell": cell_str(cell), **properties[cell]},
             }
             for cell in sorted(properties)
