@@ -1,4 +1,11 @@
-"""``hexpsi check``: does a planned strike hit anything a peer protects?"""
+"""``hexpsi check``: does a planned strike hit anything a peer protects? One peer or every one.
+
+Several peers are checked at once, concurrently, sharing one worker pool; one
+peer failing does not stop the others. Exit status: 0 when every check was
+done (CONFLICT or CLEAR), 1 when any could not be done; with ``--exit-code``,
+2 when any peer reports CONFLICT (a known conflict outranks a failed check),
+else 1 when any check could not be done, else 0.
+"""
 
 from __future__ import annotations
 
@@ -13,85 +20,74 @@ from hexpsi.server.streams import write_output
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from hexpsi.protocol.geo.zone import StrikeZone
     from hexpsi.server.cli import Subparsers
-    from hexpsi.server.clients.check import CheckReport
+    from hexpsi.server.clients.check import CheckPlan, CheckReport
+    from hexpsi.server.node.directory import Node
+    from hexpsi.server.workers import WorkerPool
 
 PROGRESS_THRESHOLD_BYTES = 1 << 20
+EXIT_DONE, EXIT_FAILED, EXIT_CONFLICT = 0, 1, 2
 
 
 def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "check",
-        help="check a planned strike against a pinned peer's protected positions",
+        help="check a planned strike against pinned peers' protected positions",
         description=(
-            "Cover STRIKE (GeoJSON or CSV) at the resolution the peer's current epoch "
+            "Cover STRIKE (GeoJSON or CSV) at the resolution each peer's current epoch "
             "declares and run a verified private check against that epoch. Prints CONFLICT "
-            "or CLEAR; the receipt and an evidence bundle are stored in the node directory."
+            "or CLEAR per peer and per target; each check's receipts and evidence bundle are "
+            "stored in the node directory. A zone too large for one check is checked in parts."
         ),
     )
     parser.add_argument("directory", metavar="DIR", help="the node directory")
     parser.add_argument("strike", metavar="STRIKE", help="GeoJSON or CSV strike zone")
-    parser.add_argument("--peer", required=True, help="name of the pinned peer to check against")
+    peers = parser.add_mutually_exclusive_group(required=True)
+    peers.add_argument(
+        "--peer",
+        action="append",
+        metavar="NAME",
+        help="a pinned peer to check against (repeat for several)",
+    )
+    peers.add_argument(
+        "--all-peers", action="store_true", help="check against every pinned peer, at once"
+    )
     add_radius_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--geojson", metavar="OUT", help="write the strike cover and conflicting cells as GeoJSON"
+        "--geojson",
+        metavar="OUT",
+        help="write every target's cells, conflicting ones marked, as GeoJSON",
     )
     parser.add_argument(
-        "--plaintext", action="store_true", help="peer serves plaintext on loopback (testing)"
+        "--outline",
+        action="store_true",
+        help="with --geojson: one outline per target (and its conflicting part) "
+        "instead of one hexagon per cell",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="fetch each peer's descriptor and say what the check would send and cost; "
+        "evaluate nothing",
+    )
+    parser.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 2 if any peer reports CONFLICT, 1 if any check could not be done, else 0",
+    )
+    parser.add_argument(
+        "--plaintext", action="store_true", help="peers serve plaintext on loopback (testing)"
     )
     parser.set_defaults(func=run, libsodium=True)
-
-
-def report_json(report: CheckReport) -> dict[str, object]:
-    """The ``--json`` shape of a check."""
-    from hexpsi.server.cli.formats import sorted_cell_strs
-
-    result = report.result
-    return {
-        "peer": report.peer,
-        "epoch": result.epoch_id.hex(),
-        "epoch_sequence": report.descriptor.descriptor.sequence,
-        "conflict": result.conflict,
-        "conflicting_cells": sorted_cell_strs(result.conflicting_cells),
-        "conflicting_tokens": len(result.conflicting_tokens),
-        "tokens_sent": result.tokens_sent,
-        "elements_sent": result.elements_sent,
-        "strike_cells": len(report.strike_cells),
-        "area_charged_km2": result.receipt.area_km2,
-        "receipt": report.receipt_id,
-        "evidence": str(report.directory / "evidence.json"),
-        "timings": report.timings,
-    }
-
-
-def report_geojson(report: CheckReport) -> str:
-    from hexpsi.server.cli.formats import cells_to_geojson
-
-    conflicting = report.result.conflicting_cells
-    properties = {
-        cell: {"cell_role": "conflict" if cell in conflicting else "strike"}
-        for cell in report.strike_cells
-    }
-    return json.dumps(cells_to_geojson(properties)) + "\n"
-
-
-def report_text(report: CheckReport) -> str:
-    result = report.result
-    verdict = "CONFLICT" if result.conflict else "CLEAR"
-    return (
-        f"{verdict}: {len(result.conflicting_cells)} of {len(report.strike_cells)} strike cells "
-        f"conflict with {report.peer}'s protected positions "
-        f"({len(result.conflicting_tokens)} of {result.tokens_sent} tokens hit)\n"
-        f"epoch {report.descriptor.descriptor.sequence} ({result.epoch_id.hex()}), "
-        f"receipt {report.receipt_id}, area charged {result.receipt.area_km2:.2f} km²\n"
-    )
 
 
 class DownloadBar:
     """A byte progress bar on stderr, shown only for snapshots worth waiting for."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "snapshot") -> None:
+        self.label = label
         self.bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
@@ -101,7 +97,7 @@ class DownloadBar:
             return
         if self.bar is None:
             self.bar = tqdm(
-                total=total, unit="B", unit_scale=True, desc="snapshot", file=sys.stderr
+                total=total, unit="B", unit_scale=True, desc=self.label, file=sys.stderr
             )
         self.bar.n = done
         self.bar.refresh()
@@ -111,31 +107,114 @@ class DownloadBar:
             self.bar.close()
 
 
+def chosen_peers(node: Node, args: argparse.Namespace) -> list[str]:
+    """The peers named (each once: a repeated name is a mistake, not a duplicate to drop)."""
+    from hexpsi.protocol.errors import InputError
+
+    if args.all_peers:
+        names = [peer.name for peer in node.peers()]
+        if not names:
+            raise InputError(
+                "--all-peers: this node has pinned no peer",
+                hint=f"pin one with: hexpsi peer add {node.directory} IDENTITY.json",
+            )
+        return names
+    names = list(args.peer)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"--peer {repeated[0]} is given more than once; name each peer once")
+    for name in names:
+        node.peer(name)  # an unknown peer fails here, before anything is sent
+    return names
+
+
+async def _answer(
+    node: Node,
+    peer: str,
+    zone: StrikeZone,
+    args: argparse.Namespace,
+    pool: WorkerPool,
+) -> CheckReport | CheckPlan:
+    from hexpsi.server.clients.check import plan_check, run_check
+
+    if args.dry_run:
+        return await plan_check(node, peer, zone, plaintext=args.plaintext)
+    bar = DownloadBar(f"{peer} snapshot")
+    try:
+        return await run_check(node, peer, zone, plaintext=args.plaintext, progress=bar, pool=pool)
+    finally:
+        bar.close()
+
+
+async def _answers(
+    node: Node, peers: list[str], zone: StrikeZone, args: argparse.Namespace
+) -> dict[str, CheckReport | CheckPlan | Exception]:
+    """Every peer's answer, concurrently; a peer's HexpsiError is its answer too."""
+    import asyncio
+
+    from hexpsi.protocol.errors import HexpsiError
+    from hexpsi.server.workers import WorkerPool
+
+    with WorkerPool(name="hexpsi-check") as pool:
+        outcomes = await asyncio.gather(
+            *(_answer(node, peer, zone, args, pool) for peer in peers), return_exceptions=True
+        )
+    answers: dict[str, CheckReport | CheckPlan | Exception] = {}
+    for peer, outcome in zip(peers, outcomes, strict=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, HexpsiError):
+            raise outcome  # a bug, not a peer's answer
+        answers[peer] = outcome
+    return answers
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from hexpsi.protocol.errors import HexpsiError
     from hexpsi.protocol.geo.zone import StrikeZone
-    from hexpsi.server.clients.check import run_check
+    from hexpsi.server.cli import answers as out
+    from hexpsi.server.clients.check import CheckPlan, CheckReport
     from hexpsi.server.inputs import read_shapes
     from hexpsi.server.node.directory import Node
 
     node = Node(args.directory)
-    peer = node.peer(args.peer)
+    peers = chosen_peers(node, args)
     features = read_shapes(args.strike, default_radius_m=args.radius_m)
-    # Covered at the peer's resolution, from its signed descriptor, not this node's own;
+    # Covered at each peer's resolution, from its signed descriptor, not this node's own;
     # the zone itself goes into the evidence bundle.
     zone = StrikeZone(tuple(features), args.radius_m)
-    bar = DownloadBar()
-    try:
-        report = asyncio.run(
-            run_check(node, peer.name, zone, plaintext=args.plaintext, progress=bar)
-        )
-    finally:
-        bar.close()
-    if args.geojson:
-        write_output(report_geojson(report), args.geojson)
+    answers = asyncio.run(_answers(node, peers, zone, args))
+    if len(peers) == 1:
+        (answer,) = answers.values()
+        if isinstance(answer, HexpsiError):
+            raise answer
+    reports = [a for a in answers.values() if isinstance(a, CheckReport)]
+    failed = {peer: a for peer, a in answers.items() if isinstance(a, HexpsiError)}
+    if args.geojson and reports:
+        write_output(out.reports_geojson(reports, outline=args.outline), args.geojson)
+    documents: dict[str, dict[str, object] | str] = {}
+    texts: list[str] = []
+    for peer, answer in answers.items():
+        if isinstance(answer, CheckReport):
+            documents[peer] = out.report_json(answer)
+            texts.append(out.report_text(answer))
+        elif isinstance(answer, CheckPlan):
+            documents[peer] = out.plan_json(answer)
+            texts.append(out.plan_text(answer))
+        else:
+            documents[peer] = str(answer.explain()) if isinstance(answer, HexpsiError) else ""
     if args.json:
-        write_output(json.dumps(report_json(report), indent=2) + "\n", None)
+        document = (
+            next(iter(documents.values()))
+            if len(peers) == 1
+            else out.combined_json(documents, dry_run=args.dry_run)
+        )
+        write_output(json.dumps(document, indent=2) + "\n", None)
     else:
-        write_output(report_text(report), None)
-    return 0
+        write_output("".join(texts), None)
+    for peer, error in failed.items():
+        print(f"hexpsi: error: peer {peer}: {error.explain()}", file=sys.stderr)
+    conflict = any(report.result.conflict for report in reports)
+    if args.exit_code and conflict:
+        return EXIT_CONFLICT
+    return EXIT_FAILED if failed else EXIT_DONE

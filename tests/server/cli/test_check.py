@@ -20,6 +20,7 @@ import pytest_asyncio
 from nacl.signing import SigningKey
 
 from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
+from hexpsi.protocol.times import rfc3339
 from hexpsi.server.cli.main import main
 from hexpsi.server.inputs import read_cover
 from hexpsi.server.services.app import RunningServer, start_server
@@ -156,7 +157,14 @@ async def test_check_json_and_geojson_say_exactly_what_conflicts(
     protected = read_cover(files["positions"], res=RES)
     assert report["peer"] == RESPONDER
     assert report["conflict"] is True
-    assert report["epoch"] == running.servicer.epochs.get().descriptor.descriptor.epoch_id.hex()
+    served = running.servicer.epochs.get().descriptor.descriptor
+    assert report["epoch"]["id"] == served.epoch_id.hex()
+    assert report["epoch"]["sequence"] == served.sequence
+    assert report["epoch"]["created"] == rfc3339(served.created_at)
+    assert report["epoch"]["valid_until"] == rfc3339(served.valid_until)
+    (target,) = report["features"]
+    assert target["conflict"] is True
+    assert target["conflicting_cells"] == sorted(report["conflicting_cells"])
     assert report["strike_cells"] == len(strike)
     tokens = query_tokens(strike, res=RES, res_min=RES_MIN)
     assert report["tokens_sent"] == sum(len(group) for group in tokens.values())
@@ -178,7 +186,12 @@ async def test_check_json_and_geojson_say_exactly_what_conflicts(
         assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon")
         ring = feature["geometry"]["coordinates"][0]
         assert ring[0] == ring[-1]
-        roles[feature["properties"]["cell"]] = feature["properties"]["cell_role"]
+        properties = feature["properties"]
+        assert properties["peer"] == RESPONDER
+        assert properties["epoch"] == report["epoch"]["id"]
+        assert properties["receipt"] == report["receipt"]
+        assert properties["feature_id"] == target["id"]
+        roles[properties["cell"]] = properties["role"]
     assert set(roles) == {h3.int_to_str(c) for c in strike}
     assert {c for c, role in roles.items() if role == "conflict"} == set(
         report["conflicting_cells"]
@@ -197,7 +210,7 @@ async def test_check_sees_new_positions_without_a_restart(
     assert main(["positions", str(nodes.responder.directory), str(files["clear"])]) == 0
     assert await check(directory, "--peer", RESPONDER, str(files["clear"]), "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["conflict"], report["epoch_sequence"]) == (True, 2)
+    assert (report["conflict"], report["epoch"]["sequence"]) == (True, 2)
     assert await check(directory, "--peer", RESPONDER, str(files["hit"]), "--json") == 0
     assert json.loads(capsys.readouterr().out)["conflict"] is False
 
@@ -318,7 +331,7 @@ async def test_hexpsi_serve_plaintext_answers_checks_and_follows_new_positions(
         argv[-1] = str(files["clear"])
         assert await check(*argv, "--plaintext", "--json") == 0
         report = json.loads(capsys.readouterr().out)
-        assert (report["conflict"], report["epoch_sequence"]) == (True, 2)
+        assert (report["conflict"], report["epoch"]["sequence"]) == (True, 2)
     finally:
         process.terminate()
         _, err = await asyncio.to_thread(process.communicate, timeout=30)

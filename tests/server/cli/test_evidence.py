@@ -111,7 +111,7 @@ async def test_verify_json_gives_the_checks_answer(
     assert answer["conflict"] is report["conflict"] is True
     assert answer["conflicting_cells"] == report["conflicting_cells"]
     assert answer["receipt"] == report["receipt"]
-    assert answer["epoch"] == report["epoch"]
+    assert answer["epoch"] == report["epoch"]["id"]
     assert answer["zone_cells"] == report["strike_cells"]
     assert answer["responder"] == RESPONDER
     for key in ("checked_at", "received_at"):
