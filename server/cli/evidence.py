@@ -144,6 +144,7 @@ def _verdict_json(verdict: ZoneVerdict | OpeningVerdict) -> dict[str, object]:
         "checked_at": utc_time(verdict.checked_at),
         "received_at": utc_time(verdict.received_at),
         "receipt": verdict.receipt_id,
+        "receipts": list(verdict.receipt_ids),
         "conflict": verdict.conflict,
         "zone_cells": verdict.zone_cells,
         "zone_area_km2": verdict.zone_area_km2,
