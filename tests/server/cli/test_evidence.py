@@ -102,6 +102,7 @@ async def test_verify_json_gives_the_checks_answer(
         "checked_at",
         "received_at",
         "receipt",
+        "receipts",
         "conflict",
         "zone_cells",
         "zone_area_km2",
