@@ -2,7 +2,8 @@
 
 No network and no keys: this shows exactly which cells a file's positions
 cover at a resolution, the same conservative cover a check would use, so a user
-can inspect it on a map (``--format geojson``) before anything is sent.
+can inspect it on a map (``--format geojson`` for a GIS, ``--html`` for a page any
+browser opens offline) before anything is sent.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def register(subparsers: Subparsers) -> None:
         metavar="OUT",
         help="write to this file (replaced atomically) instead of stdout",
     )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a map of the cells as one self-contained HTML page (replaced atomically)",
+    )
+    parser.add_argument(
+        "--tiles",
+        metavar="URL_TEMPLATE",
+        help="with --html: draw the cells over XYZ tiles from this server, e.g. "
+        "https://tiles.example.org/{z}/{x}/{y}.png (default: no base map, nothing external)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -86,10 +98,20 @@ def run(args: argparse.Namespace) -> int:
     from hexpsi.protocol.errors import InputError
     from hexpsi.protocol.geo.estimate import check_cover_size
     from hexpsi.protocol.geo.resolution import check_resolution
+    from hexpsi.server.cli.report_page import check_tiles_template
     from hexpsi.server.inputs import read_shapes
-    from hexpsi.server.streams import write_output
+    from hexpsi.server.streams import STDIO, source_name, write_output
 
     resolution = check_resolution(args.res, "--res, the H3 resolution,")
+    if args.tiles is not None:
+        if args.html is None:
+            raise InputError("--tiles draws a base map under --html, which is not given")
+        check_tiles_template(args.tiles)
+    if args.html == STDIO and args.output in (None, STDIO):
+        raise InputError(
+            "--html - and the cell listing would both go to stdout",
+            hint="send the listing elsewhere with -o FILE",
+        )
     features = read_shapes(args.input, default_radius_m=args.radius_m)
     check_cover_size(features, resolution, args.max_cells)
     encoding = encode_features(features, resolution)
@@ -106,5 +128,11 @@ def run(args: argparse.Namespace) -> int:
         resolution,
         encoding.area_km2,
     )
+    if args.html is not None:
+        from hexpsi.server.cli.html_report import page_to_html
+        from hexpsi.server.cli.report_page import encoding_to_page
+
+        page = encoding_to_page(encoding, source=source_name(args.input), tiles=args.tiles)
+        write_output(page_to_html(page), args.html)
     write_output(FORMATTERS[args.format](encoding), args.output)
     return 0
