@@ -116,6 +116,16 @@ def report_text(report: CheckReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_html(report: CheckReport, *, tiles: str | None) -> str:
+    """The self-contained HTML page of one check (map, verdicts, peer, epoch, receipt)."""
+    from hexpsi.server.cli.html_report import page_to_html
+    from hexpsi.server.cli.report_page import check_to_page
+
+    verdicts = targets(report) if report.zone is not None else ()
+    page = check_to_page(report, {t.id: (t.conflict, t.cells) for t in verdicts}, tiles=tiles)
+    return page_to_html(page)
+
+
 def plan_json(plan: CheckPlan) -> dict[str, object]:
     """The ``--dry-run --json`` object: what a check would send and cost."""
     return {

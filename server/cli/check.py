@@ -67,6 +67,19 @@ def register(subparsers: Subparsers) -> None:
         "instead of one hexagon per cell",
     )
     parser.add_argument(
+        "--html",
+        metavar="OUT",
+        help="also write each check as one self-contained HTML page with a map: every strike "
+        "cell, the conflicting ones marked, each target's verdict, the peer, its epoch and "
+        "the receipt (with several peers, one page each: OUT with -PEER before its suffix)",
+    )
+    parser.add_argument(
+        "--tiles",
+        metavar="URL_TEMPLATE",
+        help="with --html: draw over XYZ tiles from this server, e.g. "
+        "https://tiles.example.org/{z}/{x}/{y}.png (default: no base map, nothing external)",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="fetch each peer's descriptor and say what the check would send and cost; "
@@ -105,6 +118,31 @@ class DownloadBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _check_html_options(args: argparse.Namespace) -> None:
+    from hexpsi.protocol.errors import InputError
+    from hexpsi.server.cli.report_page import check_tiles_template
+    from hexpsi.server.streams import STDIO
+
+    if args.tiles is not None:
+        if args.html is None:
+            raise InputError("--tiles draws a base map under --html, which is not given")
+        check_tiles_template(args.tiles)
+    if args.html == STDIO:
+        raise InputError(
+            "--html - would mix the page with the answer on stdout", hint="give --html a file"
+        )
+    if args.html is not None and args.dry_run:
+        raise InputError("--dry-run draws nothing: it checks nothing to draw")
+
+
+def _per_peer(path: str, peer: str) -> str:
+    """``report.html`` for peer bravo: ``report-bravo.html``."""
+    from pathlib import Path
+
+    target = Path(path)
+    return str(target.with_name(f"{target.stem}-{peer}{target.suffix}"))
 
 
 def chosen_peers(node: Node, args: argparse.Namespace) -> list[str]:
@@ -167,54 +205,76 @@ async def _answers(
     return answers
 
 
+def _write_maps(reports: list[CheckReport], args: argparse.Namespace, several: bool) -> None:
+    from hexpsi.server.cli import answers as out
+
+    if args.geojson and reports:
+        write_output(out.reports_geojson(reports, outline=args.outline), args.geojson)
+    if args.html:
+        for report in reports:
+            path = _per_peer(args.html, report.peer) if several else args.html
+            write_output(out.report_html(report, tiles=args.tiles), path)
+
+
+def _print_answers(
+    answers: dict[str, CheckReport | CheckPlan | Exception], args: argparse.Namespace
+) -> None:
+    """Text or JSON for every answer; failures go to stderr, one line each, by the caller."""
+    from hexpsi.server.cli import answers as out
+    from hexpsi.server.clients.check import CheckReport
+
+    documents: dict[str, dict[str, object] | str] = {}
+    texts: list[str] = []
+    for peer, answer in answers.items():
+        if isinstance(answer, Exception):
+            documents[peer] = _explain(answer)
+        elif isinstance(answer, CheckReport):
+            documents[peer] = out.report_json(answer)
+            texts.append(out.report_text(answer))
+        else:
+            documents[peer] = out.plan_json(answer)
+            texts.append(out.plan_text(answer))
+    if not args.json:
+        write_output("".join(texts), None)
+        return
+    document = (
+        next(iter(documents.values()))
+        if len(answers) == 1
+        else out.combined_json(documents, dry_run=args.dry_run)
+    )
+    write_output(json.dumps(document, indent=2) + "\n", None)
+
+
+def _explain(error: Exception) -> str:
+    from hexpsi.protocol.errors import HexpsiError
+
+    return error.explain() if isinstance(error, HexpsiError) else str(error)
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from hexpsi.protocol.errors import HexpsiError
     from hexpsi.protocol.geo.zone import StrikeZone
-    from hexpsi.server.cli import answers as out
-    from hexpsi.server.clients.check import CheckPlan, CheckReport
+    from hexpsi.server.clients.check import CheckReport
     from hexpsi.server.inputs import read_shapes
     from hexpsi.server.node.directory import Node
 
     node = Node(args.directory)
     peers = chosen_peers(node, args)
+    _check_html_options(args)
     features = read_shapes(args.strike, default_radius_m=args.radius_m)
     # Covered at each peer's resolution, from its signed descriptor, not this node's own;
     # the zone itself goes into the evidence bundle.
     zone = StrikeZone(tuple(features), args.radius_m)
     answers = asyncio.run(_answers(node, peers, zone, args))
-    if len(peers) == 1:
-        (answer,) = answers.values()
-        if isinstance(answer, HexpsiError):
-            raise answer
+    failed = {peer: a for peer, a in answers.items() if isinstance(a, Exception)}
+    if len(peers) == 1 and failed:
+        raise next(iter(failed.values()))
     reports = [a for a in answers.values() if isinstance(a, CheckReport)]
-    failed = {peer: a for peer, a in answers.items() if isinstance(a, HexpsiError)}
-    if args.geojson and reports:
-        write_output(out.reports_geojson(reports, outline=args.outline), args.geojson)
-    documents: dict[str, dict[str, object] | str] = {}
-    texts: list[str] = []
-    for peer, answer in answers.items():
-        if isinstance(answer, CheckReport):
-            documents[peer] = out.report_json(answer)
-            texts.append(out.report_text(answer))
-        elif isinstance(answer, CheckPlan):
-            documents[peer] = out.plan_json(answer)
-            texts.append(out.plan_text(answer))
-        else:
-            documents[peer] = str(answer.explain()) if isinstance(answer, HexpsiError) else ""
-    if args.json:
-        document = (
-            next(iter(documents.values()))
-            if len(peers) == 1
-            else out.combined_json(documents, dry_run=args.dry_run)
-        )
-        write_output(json.dumps(document, indent=2) + "\n", None)
-    else:
-        write_output("".join(texts), None)
+    _write_maps(reports, args, several=len(peers) > 1)
+    _print_answers(answers, args)
     for peer, error in failed.items():
-        print(f"hexpsi: error: peer {peer}: {error.explain()}", file=sys.stderr)
-    conflict = any(report.result.conflict for report in reports)
-    if args.exit_code and conflict:
+        print(f"hexpsi: error: peer {peer}: {_explain(error)}", file=sys.stderr)
+    if args.exit_code and any(report.result.conflict for report in reports):
         return EXIT_CONFLICT
     return EXIT_FAILED if failed else EXIT_DONE

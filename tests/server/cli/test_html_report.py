@@ -10,6 +10,7 @@ counts that differ all fail.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import html
@@ -570,3 +571,31 @@ def test_a_page_on_stdout_needs_the_listing_elsewhere(
     out, err = capsys.readouterr()
     assert out.startswith("<!DOCTYPE html>")
     assert json.loads(listing.read_text())["count"] == out.count('class="cell')
+
+
+async def test_check_html_draws_what_the_json_answer_says(
+    pair: Pair, served: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hexpsi check --json --html``: the page in a browser shows as many cells and as many
+    conflicting cells as the JSON answer of the same command."""
+    lat, lng = h3.cell_to_latlng(CENTER)
+    strike = tmp_path / "strike.geojson"
+    strike.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "id": "garrison",
+                "properties": {"radius_m": STRIKE_RADIUS_M},
+                "geometry": {"type": "Point", "coordinates": [lng, lat]},
+            }
+        )
+    )
+    page = tmp_path / "answer.html"
+    argv = ["check", str(pair.proposer.directory), str(strike), "--peer", RESPONDER, "--json"]
+    assert await asyncio.to_thread(main, [*argv, "--html", str(page)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    elements = Elements(dump_dom(page.as_uri(), width=WINDOW[0], height=WINDOW[1]))
+    assert len(elements.with_class("cell")) == answer["strike_cells"]
+    conflicting = {c.attrs["data-cell"] for c in elements.with_class("cell", "conflict")}
+    assert conflicting == set(answer["conflicting_cells"])
+    assert answer["receipt"] in page.read_text()
