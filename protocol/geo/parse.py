@@ -109,7 +109,7 @@ class _Distances:
     no_radius: str
 
 
-def _show(value: object, limit: int = 60) -> str:
+def show_json(value: object, limit: int = 60) -> str:
     """A short JSON rendering of a bad value for an error message."""
     try:
         text = json.dumps(value, allow_nan=True)
@@ -127,7 +127,7 @@ def _lnglat(point: LatLng) -> str:
 
 def _number(value: object, name: str, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{name} must be a number, got {_show(value)}", where=path)
+        raise InputError(f"{name} must be a number, got {show_json(value)}", where=path)
     if not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}", where=path)
     return float(value)
@@ -136,7 +136,7 @@ def _number(value: object, name: str, path: str) -> float:
 def _position(value: object, path: str) -> LatLng:
     if not isinstance(value, list) or len(value) < 2:
         raise InputError(
-            f"a position must be an array [longitude, latitude], got {_show(value)}", where=path
+            f"a position must be an array [longitude, latitude], got {show_json(value)}", where=path
         )
     lng = _number(value[0], "longitude", path)
     lat = _number(value[1], "latitude", path)
@@ -145,13 +145,16 @@ def _position(value: object, path: str) -> LatLng:
 
 def _positions(value: object, path: str, *, minimum: int, what: str) -> list[LatLng]:
     if not isinstance(value, list):
-        raise InputError(f"{what} must be an array of positions, got {_show(value)}", where=path)
+        raise InputError(
+            f"{what} must be an array of positions, got {show_json(value)}", where=path
+        )
     if len(value) < minimum:
         raise InputError(f"{what} needs at least {minimum} positions, got {len(value)}", where=path)
     return [_position(item, f"{path}[{i}]") for i, item in enumerate(value)]
 
 
-def _ring(value: object, path: str) -> Ring:
+def ring_from_geojson(value: object, path: str) -> Ring:
+    """A closed GeoJSON linear ring as (lat, lng) corners, without the closing repeat."""
     points = _positions(
         value, path, minimum=4, what="a polygon ring (3 corners plus the first repeated)"
     )
@@ -182,10 +185,11 @@ def _line(coords: object, where: str, distances: _Distances) -> Shape:
 def _polygon(coords: object, where: str, distances: _Distances) -> Shape:
     if not isinstance(coords, list) or not coords:
         raise InputError(
-            f"a polygon must be a non-empty array of rings (exterior first), got {_show(coords)}",
+            "a polygon must be a non-empty array of rings (exterior first), got "
+            f"{show_json(coords)}",
             where=where,
         )
-    rings = [_ring(ring, f"{where}[{i}]") for i, ring in enumerate(coords)]
+    rings = [ring_from_geojson(ring, f"{where}[{i}]") for i, ring in enumerate(coords)]
     return Area(exterior=rings[0], holes=tuple(rings[1:]), buffer_m=distances.buffer_m)
 
 
@@ -204,7 +208,7 @@ _MULTI = {
 def _parts(value: object, path: str, what: str) -> list[object]:
     """The members of a Multi* geometry's coordinates: a non-empty array."""
     if not isinstance(value, list):
-        raise InputError(f"must be an array of {what}, got {_show(value)}", where=path)
+        raise InputError(f"must be an array of {what}, got {show_json(value)}", where=path)
     if not value:
         raise InputError(f"has no {what}", where=path)
     return value
@@ -213,12 +217,12 @@ def _parts(value: object, path: str, what: str) -> list[object]:
 def _geometry(value: object, path: str, distances: _Distances, depth: int = 0) -> list[Shape]:
     """The shapes of one GeoJSON geometry; ``path`` names it in error messages."""
     if not isinstance(value, dict):
-        raise InputError(f"must be a GeoJSON geometry object, got {_show(value)}", where=path)
+        raise InputError(f"must be a GeoJSON geometry object, got {show_json(value)}", where=path)
     check_crs(value, where=path)
     kind = value.get("type")
     if kind not in GEOMETRY_TYPES:
         raise InputError(
-            f"{_show(kind)} is not a GeoJSON geometry type (expected one of "
+            f"{show_json(kind)} is not a GeoJSON geometry type (expected one of "
             f"{', '.join(GEOMETRY_TYPES)})",
             where=f"{path}.type",
         )
@@ -254,7 +258,7 @@ def _id_value(raw: object, member: str, index: int) -> FeatureId:
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, str | int) or raw == "":
         raise InputError(
-            f"{member} must be a non-empty string or an integer, got {_show(raw)}",
+            f"{member} must be a non-empty string or an integer, got {show_json(raw)}",
             where=f"feature at index {index}",
         )
     return raw
@@ -285,7 +289,7 @@ def _distance_member(
         return default_m
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(
-            f"properties.{name} must be a number of metres, got {_show(value)}", where=where
+            f"properties.{name} must be a number of metres, got {show_json(value)}", where=where
         )
     return check_distance(value, f"properties.{name}", where=where)
 
@@ -296,7 +300,7 @@ def _feature(
     if not isinstance(value, dict) or value.get("type") != "Feature":
         found = value.get("type") if isinstance(value, dict) else value
         raise InputError(
-            f"must be a GeoJSON Feature object, got {_show(found)}",
+            f"must be a GeoJSON Feature object, got {show_json(found)}",
             where=f"feature at index {index}",
         )
     properties = value.get("properties")
@@ -304,7 +308,7 @@ def _feature(
         properties = {}
     if not isinstance(properties, dict):
         raise InputError(
-            f"properties must be an object or null, got {_show(properties)}",
+            f"properties must be an object or null, got {show_json(properties)}",
             where=f"feature at index {index}",
         )
     feature_id, given = _feature_id(value, properties, index, fields)
@@ -345,7 +349,7 @@ def check_crs(value: dict[str, object], *, where: str = "") -> None:
             name = members["name"]
     if name is None:
         raise InputError(
-            f"the crs member {_show(crs)} does not name a coordinate reference system "
+            f"the crs member {show_json(crs)} does not name a coordinate reference system "
             "hexpsi can read",
             where=where,
             hint=EXPORT_HINT,
@@ -372,13 +376,13 @@ def features_from_geojson(
         None if default_radius_m is None else check_distance(default_radius_m, "the default radius")
     )
     if not isinstance(obj, dict):
-        raise InputError(f"GeoJSON must be an object with a 'type' member, got {_show(obj)}")
+        raise InputError(f"GeoJSON must be an object with a 'type' member, got {show_json(obj)}")
     check_crs(obj)
     kind = obj.get("type")
     if kind == "FeatureCollection":
         members = obj.get("features")
         if not isinstance(members, list):
-            raise InputError(f"'features' must be an array, got {_show(members)}")
+            raise InputError(f"'features' must be an array, got {show_json(members)}")
         if not members:
             raise InputError("the FeatureCollection has no features")
         parsed = [_feature(member, i, default_m, fields) for i, member in enumerate(members)]
@@ -393,7 +397,7 @@ def features_from_geojson(
         return [Feature(id=0, shapes=tuple(_geometry(obj, "geometry", distances)))]
     else:
         raise InputError(
-            f"type {_show(kind)} is not GeoJSON (expected FeatureCollection, Feature or a "
+            f"type {show_json(kind)} is not GeoJSON (expected FeatureCollection, Feature or a "
             "geometry type)"
         )
     check_unique_ids(
@@ -433,14 +437,15 @@ def read_features(
             raise InputError("is empty; expected GeoJSON or CSV")
         if head[0] in "{[" or source.lower().endswith(JSON_SUFFIXES):
             return features_from_geojson(
-                _parse_json(text), default_radius_m=default_radius_m, fields=fields
+                parse_json(text), default_radius_m=default_radius_m, fields=fields
             )
         return features_from_csv(text, default_radius_m=default_radius_m, fields=fields)
     except InputError as exc:
         raise InputError(exc.message, where=source, hint=exc.hint) from exc
 
 
-def _parse_json(text: str) -> object:
+def parse_json(text: str) -> object:
+    """Parsed JSON, or an InputError saying where it breaks."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
