@@ -164,16 +164,17 @@ def check_stray_distances(
                 f"{shown} looks like a distance, but hexpsi reads a point's radius in metres "
                 f"from {what.format(fields.radius)}",
                 where=where,
-                hint=f"use --radius-field {arg} if it holds the radius in metres, or "
-                f"--ignore-field {arg} if it is not a distance",
+                hint=f"if it holds the radius in metres, read it with --radius-field {arg}; "
+                f"if it is not a distance, --ignore-field {arg}",
             )
         raise InputError(
             f"{shown} looks like a distance, but hexpsi reads a point's radius from "
             f"{what.format(fields.radius)} and a line's or polygon's buffer from "
             f"{what.format(fields.buffer)}, in metres",
             where=where,
-            hint=f"use --radius-field {arg} (points) or --buffer-field {arg} (lines and "
-            f"polygons) if it holds metres, or --ignore-field {arg} if it is not a distance",
+            hint=f"if it holds metres, read it with --radius-field {arg} for points or "
+            f"--buffer-field {arg} for lines and polygons; if it is not a distance, "
+            f"--ignore-field {arg}",
         )
 
 

@@ -33,13 +33,18 @@ def base_name(name: str) -> str:
     return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or name
 
 
+def source_labels(names: Sequence[str]) -> list[str]:
+    """How to name each file shortly: its base name, or its name as given when two
+    files share a base name."""
+    bases = [base_name(name) for name in names]
+    return [
+        base if bases.count(base) == 1 else name for base, name in zip(bases, names, strict=True)
+    ]
+
+
 def merge_sources(sources: Sequence[Source]) -> list[Feature]:
     """Every source's features in order, clashing ids prefixed with their file's name."""
-    bases = [base_name(source.name) for source in sources]
-    labels = [
-        base if bases.count(base) == 1 else source.name
-        for base, source in zip(bases, sources, strict=True)
-    ]
+    labels = source_labels([source.name for source in sources])
     uses = Counter(str(f.id) for source in sources for f in source.features)
     merged: list[Feature] = []
     named: dict[str, str] = {}

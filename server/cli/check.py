@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from hexpsi.server.cli import add_radius_option
+from hexpsi.server.cli import add_input_options, input_options
 from hexpsi.server.streams import write_output
 
 if TYPE_CHECKING:
@@ -30,9 +30,11 @@ def register(subparsers: Subparsers) -> None:
         ),
     )
     parser.add_argument("directory", metavar="DIR", help="the node directory")
-    parser.add_argument("strike", metavar="STRIKE", help="GeoJSON or CSV strike zone")
+    parser.add_argument(
+        "strike", metavar="STRIKE", nargs="+", help="GeoJSON or CSV strike zone files"
+    )
     parser.add_argument("--peer", required=True, help="name of the pinned peer to check against")
-    add_radius_option(parser)
+    add_input_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--geojson", metavar="OUT", help="write the strike cover and conflicting cells as GeoJSON"
@@ -116,15 +118,15 @@ def run(args: argparse.Namespace) -> int:
 
     from hexpsi.protocol.geo.zone import StrikeZone
     from hexpsi.server.clients.check import run_check
-    from hexpsi.server.inputs import read_shapes
+    from hexpsi.server.inputs import announce_read, read_node_inputs
     from hexpsi.server.node.directory import Node
 
     node = Node(args.directory)
     peer = node.peer(args.peer)
-    features = read_shapes(args.strike, default_radius_m=args.radius_m)
+    strike = read_node_inputs(node, args.strike, input_options(args))
     # Covered at the peer's resolution, from its signed descriptor, not this node's own;
     # the zone itself goes into the evidence bundle.
-    zone = StrikeZone(tuple(features), args.radius_m)
+    zone = StrikeZone(strike.features, args.radius_m)
     bar = DownloadBar()
     try:
         report = asyncio.run(
@@ -138,4 +140,5 @@ def run(args: argparse.Namespace) -> int:
         write_output(json.dumps(report_json(report), indent=2) + "\n", None)
     else:
         write_output(report_text(report), None)
+    announce_read(strike, report.strike_cells)
     return 0

@@ -57,8 +57,10 @@ def test_a_qgis_radius_attribute_is_refused_by_name_not_ignored() -> None:
         "qgis_sites.geojson: feature 1 (index 0): properties.Radius_m looks like a distance, but "
         "hexpsi reads a point's radius from properties.radius_m"
     )
-    assert "--radius-field Radius_m (points)" in message
-    assert "--ignore-field Radius_m" in message
+    assert message.endswith(
+        "(if it holds metres, read it with --radius-field Radius_m for points or --buffer-field "
+        "Radius_m for lines and polygons; if it is not a distance, --ignore-field Radius_m)"
+    )
 
 
 def test_mapping_the_qgis_radius_restores_the_protected_area() -> None:

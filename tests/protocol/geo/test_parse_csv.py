@@ -43,8 +43,8 @@ def test_excel_x_y_columns_with_a_radius_column_of_its_own() -> None:
         read("excel_xy.csv", default_radius_m=0)
     assert caught.value.explain() == (
         "excel_xy.csv: line 2: column 'Radius' looks like a distance, but hexpsi reads a point's "
-        "radius in metres from column 'radius_m' (use --radius-field Radius if it holds the "
-        "radius in metres, or --ignore-field Radius if it is not a distance)"
+        "radius in metres from column 'radius_m' (if it holds the radius in metres, read it "
+        "with --radius-field Radius; if it is not a distance, --ignore-field Radius)"
     )
     assert read("excel_xy.csv", default_radius_m=None, fields=FieldNames(radius="Radius")) == [
         ("T1", SITES[0]),
