@@ -42,13 +42,17 @@ def run(args: argparse.Namespace) -> int:
     if args.clear:
         if args.file is not None:
             raise InputError("give FILE to declare a theatre or --clear to remove it, not both")
-        removed = node.clear_theatre()
-        if removed is None:
+        try:
+            previous = node.theatre()
+            shown = previous.describe() if previous is not None else ""
+        except InputError:
+            shown = "unreadable"  # a damaged copy goes all the same
+        if not node.clear_theatre():
             print(f"node {node.name} declares no theatre; nothing removed")
         else:
             print(
-                f"removed the theatre of node {node.name} ({removed.describe()}): "
-                "positions and strikes are no longer bounded"
+                f"removed the theatre of node {node.name} ({shown}): positions and strikes "
+                "are no longer bounded"
             )
         return 0
     if args.file is None:

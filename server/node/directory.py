@@ -321,13 +321,16 @@ class Node:
         atomic_write(self.theatre_path, data, mode=THEATRE_MODE)
         return theatre
 
-    def clear_theatre(self) -> Theatre | None:
-        """Remove the declared theatre; returns the one removed, if any."""
-        theatre = self.theatre()
-        if theatre is not None:
+    def clear_theatre(self) -> bool:
+        """Remove the declared theatre, readable or not; False if there was none."""
+        try:
             self.theatre_path.unlink()
-            fsync_directory(self.directory)
-        return theatre
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise InputError(f"cannot remove {self.theatre_path}: {exc.strerror or exc}") from None
+        fsync_directory(self.directory)
+        return True
 
     def _load_signing_key(self) -> SigningKey:
         seed = read_secret(self.directory / SIGNING_KEY_FILE, what="signing key")

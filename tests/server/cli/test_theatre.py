@@ -90,6 +90,17 @@ def test_theatre_declares_shows_replaces_and_clears(
     assert out == "node alpha declares no theatre; nothing removed\n"
 
 
+def test_a_damaged_theatre_stops_positions_in_one_line_and_can_be_cleared(
+    node: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (node / THEATRE_FILE).write_text('{"type": "Polygon"')
+    line = error(capsys, "positions", str(node), str(SEEDS / "coalition_protected.geojson"))
+    assert line.startswith(f"{node / THEATRE_FILE}: not valid JSON")
+    out, _ = ok(capsys, "theatre", str(node), "--clear")
+    assert out.startswith("removed the theatre of node alpha (unreadable)")
+    ok(capsys, "positions", str(node), str(SEEDS / "coalition_protected.geojson"))
+
+
 # ---------------------------------------------------------------- positions
 
 
