@@ -1,31 +1,127 @@
-"""Reading a positions or strike file (or stdin) into the cells it covers at a resolution.
+"""Reading positions and strike files (or stdin) into features, and saying what was read.
 
-A strike is read once (``read_shapes``) and covered later (``cover_features``),
+A strike is read once (``read_inputs``) and covered later (``cover_features``),
 because the resolution it must be covered at is the responder's, which the
-proposer only learns from the peer's signed descriptor.
+proposer only learns from the peer's signed descriptor. Whoever covers the
+features then prints the one line saying what was read (``announce_read``),
+with the cells and area of the cover it used.
+
+Several files are read as one (``protocol.geo.sources``): GeoJSON and CSV
+mixed, standard input (``-``) at most once, no file twice. A node's own
+positions and strikes (``read_node_inputs``) are bounded by its theatre when
+it declares one.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.estimate import bounded_cover
+from hexpsi.protocol.geo.fields import FieldNames
 from hexpsi.protocol.geo.parse import read_features
 from hexpsi.protocol.geo.shapes import Feature, check_distance
+from hexpsi.protocol.geo.sources import Source, merge_sources, source_labels
+from hexpsi.protocol.geo.summary import describe_read
+from hexpsi.protocol.geo.theatre import Theatre
 from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
-from hexpsi.server.streams import read_input, source_name
+from hexpsi.server.streams import STDIO, read_input, source_name
+
+if TYPE_CHECKING:
+    # Only for its type: the node code loads the crypto libraries, and ``hexpsi encode``
+    # reads inputs without them (tests/server/cli/test_startup.py).
+    from hexpsi.server.node.directory import Node
+
+
+@dataclass(frozen=True, slots=True)
+class InputOptions:
+    """How to read input files: the radius default (``None``: none) and attribute names."""
+
+    default_radius_m: float | None = 0.0
+    fields: FieldNames = field(default_factory=FieldNames)
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The features read from one or more files, and the files' names."""
+
+    features: tuple[Feature, ...]
+    sources: tuple[str, ...]
+
+    def summary(self, cells: Collection[int]) -> str:
+        """The line saying what was read and what ``cells`` (its cover) amount to."""
+        return describe_read(self.features, source_labels(self.sources), cells)
+
+
+def _check_names(names: Sequence[str]) -> None:
+    if not names:
+        raise InputError("no input file given")
+    if names.count(STDIO) > 1:
+        raise InputError("standard input (-) can be read only once")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{repeated[0]} is given more than once")
+
+
+def read_inputs(
+    paths: Sequence[str | Path],
+    options: InputOptions | None = None,
+    *,
+    theatre: Theatre | None = None,
+    theatre_hint: str = "",
+) -> Inputs:
+    """Every feature of the GeoJSON and CSV files ``paths`` (``-`` is stdin), validated,
+    inside ``theatre`` if one is given, with ids unique across the files."""
+    options = options or InputOptions()
+    names = [str(path) for path in paths]
+    _check_names(names)
+    radius = options.default_radius_m
+    if radius is not None:
+        radius = check_distance(radius, "--radius-m")
+    sources = []
+    for name in names:
+        shown = source_name(name)
+        features = read_features(
+            read_input(name), source=shown, default_radius_m=radius, fields=options.fields
+        )
+        if theatre is not None:
+            try:
+                theatre.check_features(features, hint=theatre_hint)
+            except InputError as error:
+                raise InputError(error.message, where=shown, hint=error.hint) from error
+        sources.append(Source(shown, tuple(features)))
+    return Inputs(tuple(merge_sources(sources)), tuple(source.name for source in sources))
+
+
+def read_node_inputs(
+    node: Node, paths: Sequence[str | Path], options: InputOptions | None = None
+) -> Inputs:
+    """A node's positions or strikes: ``read_inputs`` bounded by its theatre, if declared."""
+    return read_inputs(
+        paths,
+        options,
+        theatre=node.theatre(),
+        theatre_hint=f"the theatre is {node.theatre_path}; hexpsi theatre {node.directory} "
+        "shows it",
+    )
+
+
+def announce_read(inputs: Inputs, cells: Collection[int]) -> None:
+    """Print the line saying what was read, and its cover ``cells``, on stderr."""
+    print(inputs.summary(cells), file=sys.stderr)
 
 
 def read_shapes(path: str | Path, *, default_radius_m: float = 0.0) -> list[Feature]:
-    """Every feature of a GeoJSON or CSV file (``-`` is stdin), validated."""
-    name = str(path)
-    radius = check_distance(default_radius_m, "--radius-m")
-    return read_features(read_input(name), source=source_name(name), default_radius_m=radius)
+    """Every feature of one GeoJSON or CSV file (``-`` is stdin), validated."""
+    return list(read_inputs([path], InputOptions(default_radius_m)).features)
 
 
 def cover_features(
-    features: list[Feature], *, res: int, max_cells: int = DEFAULT_MAX_COVER_CELLS
+    features: Sequence[Feature], *, res: int, max_cells: int = DEFAULT_MAX_COVER_CELLS
 ) -> set[int]:
     """The union of every feature's conservative cover at ``res``.
 

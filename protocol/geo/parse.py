@@ -3,36 +3,61 @@
 Pure: it takes bytes, text or parsed JSON and returns ``Feature`` values; the
 caller reads the file. Every rejection is an ``InputError`` that says what to fix
 and where (feature id and index, the JSON member, the CSV line), because the
-person reading it has to find the spot in their own file.
+person reading it has to find the spot in their own file. CSV is read by
+``parse_csv``; which attributes hold radii, buffers and ids is ``fields``'s
+business.
 
 Decisions worth knowing:
 
 - GeoJSON positions are ``[longitude, latitude]`` (a third number, the altitude,
   and anything after it is ignored); shapes use ``(lat, lng)``.
-- A feature's ``properties.radius_m`` sets the radius of its points and
-  ``properties.buffer_m`` the buffer of its lines and polygons; a member that is
-  absent or ``null`` falls back to the default radius. Both are validated
-  whenever present, so a bad value never hides behind a geometry that ignores it.
+- A ``crs`` member (GeoJSON 2008; QGIS still writes one) may name WGS84
+  longitude/latitude only: CRS84 (``urn:ogc:def:crs:OGC:1.3:CRS84``,
+  ``urn:ogc:def:crs:OGC::CRS84``) or EPSG:4326 (``EPSG:4326``,
+  ``urn:ogc:def:crs:EPSG::4326``, and the versioned and ``http://www.opengis.net``
+  spellings of both). Anything else (a projected CRS, a ``link`` crs) is refused
+  naming it: its numbers are not degrees. EPSG:4326 formally orders latitude
+  first, but GeoJSON positions are ``[longitude, latitude]`` whatever the
+  member says (RFC 7946), and QGIS and GDAL write them that way under an
+  EPSG:4326 member too; so a ``crs`` member never swaps the axes here. Swapped
+  files are caught by a node's theatre (``theatre``), not guessed at.
+- A feature's radius (points) and buffer (lines and polygons) come from
+  ``properties.radius_m`` and ``properties.buffer_m`` or the attributes
+  ``FieldNames`` names; a member that is absent or ``null`` falls back to the
+  default. With no default (``default_radius_m=None``) a point without a radius
+  is refused, and lines and polygons without a buffer are themselves (buffer 0).
+  Both are validated whenever present, so a bad value never hides behind a
+  geometry that ignores it. A property that looks like a distance but is not
+  read is refused (``fields``).
 - Rings must be closed (last position == first), as RFC 7946 requires; the
   closing repeat is dropped when building an ``Area``. Winding order is not
   checked (RFC 7946 asks parsers not to reject either order).
 - A feature without geometry (``"geometry": null``) is rejected rather than
   skipped: silently dropping a protected position would report false "clear"s.
-- Feature ids are the GeoJSON ``id`` (string or integer) or, when absent, the
-  feature's index in its collection; for CSV the ``id`` column or the row's
+- Feature ids are the GeoJSON ``id`` member (string or integer), else the first
+  of ``properties.id``, ``properties.fid`` (QGIS) and ``properties.name`` that
+  has a value, or the one property ``FieldNames.id`` names; failing all, the
+  feature's index in its collection. For CSV the same columns, or the row's
   index among data rows. Ids must be unique (compared as text, so ``2`` and
   ``"2"`` collide) because every output maps cells back to them.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.geo.fields import (
+    FieldNames,
+    check_stray_distances,
+    check_unique_ids,
+    missing_radius,
+)
+from hexpsi.protocol.geo.parse_csv import features_from_csv
 from hexpsi.protocol.geo.shapes import (
     Area,
     Circle,
@@ -58,20 +83,33 @@ GEOMETRY_TYPES = (
 MAX_COLLECTION_DEPTH = 16
 """GeometryCollections may nest (RFC 7946 discourages it); deeper than this is refused."""
 
-LAT_COLUMNS = ("lat", "latitude")
-LNG_COLUMNS = ("lng", "lon", "long", "longitude")
 JSON_SUFFIXES = (".geojson", ".json")
+WGS84_CRS = re.compile(
+    r"(urn:ogc:def:crs:ogc:[0-9.]*:crs84|ogc:crs84|crs84"
+    r"|urn:ogc:def:crs:epsg:[0-9.]*:4326|epsg:4326"
+    r"|https?://www\.opengis\.net/def/crs/(ogc/[0-9.]+/crs84|epsg/[0-9.]+/4326))"
+)
+"""``crs`` names (case-folded) meaning longitude/latitude on WGS84; GeoJSON order either way."""
+EXPORT_HINT = (
+    "export the layer as EPSG:4326 (WGS 84) GeoJSON; in QGIS: Export, Save Features As, "
+    "CRS EPSG:4326"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class _Distances:
-    """The metres a feature's points (radius) and lines/polygons (buffer) grow by."""
+    """The metres a feature's points (radius) and lines/polygons (buffer) grow by.
 
-    radius_m: float
+    ``radius_m`` is ``None`` when neither the feature nor a default gives one;
+    ``no_radius`` then says why.
+    """
+
+    radius_m: float | None
     buffer_m: float
+    no_radius: str
 
 
-def _show(value: object, limit: int = 60) -> str:
+def show_json(value: object, limit: int = 60) -> str:
     """A short JSON rendering of a bad value for an error message."""
     try:
         text = json.dumps(value, allow_nan=True)
@@ -89,7 +127,7 @@ def _lnglat(point: LatLng) -> str:
 
 def _number(value: object, name: str, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{name} must be a number, got {_show(value)}", where=path)
+        raise InputError(f"{name} must be a number, got {show_json(value)}", where=path)
     if not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}", where=path)
     return float(value)
@@ -98,7 +136,7 @@ def _number(value: object, name: str, path: str) -> float:
 def _position(value: object, path: str) -> LatLng:
     if not isinstance(value, list) or len(value) < 2:
         raise InputError(
-            f"a position must be an array [longitude, latitude], got {_show(value)}", where=path
+            f"a position must be an array [longitude, latitude], got {show_json(value)}", where=path
         )
     lng = _number(value[0], "longitude", path)
     lat = _number(value[1], "latitude", path)
@@ -107,13 +145,16 @@ def _position(value: object, path: str) -> LatLng:
 
 def _positions(value: object, path: str, *, minimum: int, what: str) -> list[LatLng]:
     if not isinstance(value, list):
-        raise InputError(f"{what} must be an array of positions, got {_show(value)}", where=path)
+        raise InputError(
+            f"{what} must be an array of positions, got {show_json(value)}", where=path
+        )
     if len(value) < minimum:
         raise InputError(f"{what} needs at least {minimum} positions, got {len(value)}", where=path)
     return [_position(item, f"{path}[{i}]") for i, item in enumerate(value)]
 
 
-def _ring(value: object, path: str) -> Ring:
+def ring_from_geojson(value: object, path: str) -> Ring:
+    """A closed GeoJSON linear ring as (lat, lng) corners, without the closing repeat."""
     points = _positions(
         value, path, minimum=4, what="a polygon ring (3 corners plus the first repeated)"
     )
@@ -130,7 +171,10 @@ def _ring(value: object, path: str) -> Ring:
 
 
 def _point(coords: object, where: str, distances: _Distances) -> Shape:
-    return Circle(center=_position(coords, where), radius_m=distances.radius_m)
+    center = _position(coords, where)
+    if distances.radius_m is None:
+        raise missing_radius(distances.no_radius)
+    return Circle(center=center, radius_m=distances.radius_m)
 
 
 def _line(coords: object, where: str, distances: _Distances) -> Shape:
@@ -141,10 +185,11 @@ def _line(coords: object, where: str, distances: _Distances) -> Shape:
 def _polygon(coords: object, where: str, distances: _Distances) -> Shape:
     if not isinstance(coords, list) or not coords:
         raise InputError(
-            f"a polygon must be a non-empty array of rings (exterior first), got {_show(coords)}",
+            "a polygon must be a non-empty array of rings (exterior first), got "
+            f"{show_json(coords)}",
             where=where,
         )
-    rings = [_ring(ring, f"{where}[{i}]") for i, ring in enumerate(coords)]
+    rings = [ring_from_geojson(ring, f"{where}[{i}]") for i, ring in enumerate(coords)]
     return Area(exterior=rings[0], holes=tuple(rings[1:]), buffer_m=distances.buffer_m)
 
 
@@ -163,7 +208,7 @@ _MULTI = {
 def _parts(value: object, path: str, what: str) -> list[object]:
     """The members of a Multi* geometry's coordinates: a non-empty array."""
     if not isinstance(value, list):
-        raise InputError(f"must be an array of {what}, got {_show(value)}", where=path)
+        raise InputError(f"must be an array of {what}, got {show_json(value)}", where=path)
     if not value:
         raise InputError(f"has no {what}", where=path)
     return value
@@ -172,11 +217,12 @@ def _parts(value: object, path: str, what: str) -> list[object]:
 def _geometry(value: object, path: str, distances: _Distances, depth: int = 0) -> list[Shape]:
     """The shapes of one GeoJSON geometry; ``path`` names it in error messages."""
     if not isinstance(value, dict):
-        raise InputError(f"must be a GeoJSON geometry object, got {_show(value)}", where=path)
+        raise InputError(f"must be a GeoJSON geometry object, got {show_json(value)}", where=path)
+    check_crs(value, where=path)
     kind = value.get("type")
     if kind not in GEOMETRY_TYPES:
         raise InputError(
-            f"{_show(kind)} is not a GeoJSON geometry type (expected one of "
+            f"{show_json(kind)} is not a GeoJSON geometry type (expected one of "
             f"{', '.join(GEOMETRY_TYPES)})",
             where=f"{path}.type",
         )
@@ -207,19 +253,28 @@ def _geometry(value: object, path: str, distances: _Distances, depth: int = 0) -
 # --- GeoJSON features ----------------------------------------------------------
 
 
-def _feature_id(value: dict[str, object], index: int) -> tuple[FeatureId, bool]:
-    """The feature's id and whether the file gave it (False: defaulted to the index)."""
-    if "id" not in value or value["id"] is None:
-        return index, False
-    raw = value["id"]
+def _id_value(raw: object, member: str, index: int) -> FeatureId:
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, str | int) or raw == "":
         raise InputError(
-            f"id must be a non-empty string or an integer, got {_show(raw)}",
+            f"{member} must be a non-empty string or an integer, got {show_json(raw)}",
             where=f"feature at index {index}",
         )
-    return raw, True
+    return raw
+
+
+def _feature_id(
+    value: dict[str, object], properties: dict[str, object], index: int, fields: FieldNames
+) -> tuple[FeatureId, bool]:
+    """The feature's id and whether the file gave it (False: defaulted to the index)."""
+    if fields.id in (None, "id") and value.get("id") is not None:
+        return _id_value(value["id"], "id", index), True
+    for name in fields.id_fields:
+        raw = properties.get(name)
+        if raw is not None and raw != "":
+            return _id_value(raw, f"properties.{name}", index), True
+    return index, False
 
 
 def _describe(feature_id: FeatureId, given: bool, index: int) -> str:
@@ -227,37 +282,49 @@ def _describe(feature_id: FeatureId, given: bool, index: int) -> str:
 
 
 def _distance_member(
-    properties: dict[str, object], name: str, default_m: float, where: str
-) -> float:
+    properties: dict[str, object], name: str, default_m: float | None, where: str
+) -> float | None:
     value = properties.get(name)
     if value is None:
         return default_m
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(
-            f"properties.{name} must be a number of metres, got {_show(value)}", where=where
+            f"properties.{name} must be a number of metres, got {show_json(value)}", where=where
         )
     return check_distance(value, f"properties.{name}", where=where)
 
 
-def _feature(value: object, index: int, default_m: float) -> tuple[Feature, bool]:
+def _feature(
+    value: object, index: int, default_m: float | None, fields: FieldNames
+) -> tuple[Feature, bool]:
     if not isinstance(value, dict) or value.get("type") != "Feature":
         found = value.get("type") if isinstance(value, dict) else value
         raise InputError(
-            f"must be a GeoJSON Feature object, got {_show(found)}",
+            f"must be a GeoJSON Feature object, got {show_json(found)}",
             where=f"feature at index {index}",
         )
-    feature_id, given = _feature_id(value, index)
-    where = _describe(feature_id, given, index)
     properties = value.get("properties")
     if properties is None:
         properties = {}
     if not isinstance(properties, dict):
         raise InputError(
-            f"properties must be an object or null, got {_show(properties)}", where=where
+            f"properties must be an object or null, got {show_json(properties)}",
+            where=f"feature at index {index}",
         )
+    feature_id, given = _feature_id(value, properties, index, fields)
+    where = _describe(feature_id, given, index)
+    check_crs(value, where=where)
+    check_stray_distances(
+        (name for name, v in properties.items() if v is not None and v != ""),
+        fields,
+        what="properties.{}",
+        where=where,
+    )
+    buffer_m = _distance_member(properties, fields.buffer, default_m, where)
     distances = _Distances(
-        radius_m=_distance_member(properties, "radius_m", default_m, where),
-        buffer_m=_distance_member(properties, "buffer_m", default_m, where),
+        radius_m=_distance_member(properties, fields.radius, default_m, where),
+        buffer_m=0.0 if buffer_m is None else buffer_m,
+        no_radius=f"properties.{fields.radius} is not set",
     )
     if value.get("geometry") is None:
         raise InputError(
@@ -270,143 +337,86 @@ def _feature(value: object, index: int, default_m: float) -> tuple[Feature, bool
     return Feature(id=feature_id, shapes=tuple(shapes)), given
 
 
-def _check_unique(features: Iterable[tuple[Feature, bool, str]]) -> None:
-    """Refuse repeated ids: outputs map cells back to features by id."""
-    seen: dict[str, str] = {}
-    for feature, given, place in features:
-        key = str(feature.id)
-        if key in seen:
-            if given:
-                raise InputError(
-                    f"id {feature.id!r} is already used by {seen[key]}",
-                    where=place,
-                    hint="give every feature its own id",
-                )
-            raise InputError(
-                f"has no id and its default id {feature.id!r} (its index) is already used by "
-                f"{seen[key]}",
-                where=place,
-                hint="give every feature its own id",
-            )
-        seen[key] = place
+def check_crs(value: dict[str, object], *, where: str = "") -> None:
+    """Refuse a ``crs`` member that names anything but WGS84 longitude/latitude."""
+    crs = value.get("crs")
+    if crs is None:
+        return
+    name = None
+    if isinstance(crs, dict) and crs.get("type") == "name":
+        members = crs.get("properties")
+        if isinstance(members, dict) and isinstance(members.get("name"), str):
+            name = members["name"]
+    if name is None:
+        raise InputError(
+            f"the crs member {show_json(crs)} does not name a coordinate reference system "
+            "hexpsi can read",
+            where=where,
+            hint=EXPORT_HINT,
+        )
+    if not WGS84_CRS.fullmatch(name.strip().casefold()):
+        raise InputError(
+            f"coordinates are in {name}, not longitude and latitude (WGS84); hexpsi does not "
+            "reproject",
+            where=where,
+            hint=EXPORT_HINT,
+        )
 
 
-def features_from_geojson(obj: object, *, default_radius_m: float) -> list[Feature]:
-    """The features of a parsed GeoJSON FeatureCollection, Feature or bare geometry."""
-    default_m = check_distance(default_radius_m, "the default radius")
+def features_from_geojson(
+    obj: object, *, default_radius_m: float | None, fields: FieldNames | None = None
+) -> list[Feature]:
+    """The features of a parsed GeoJSON FeatureCollection, Feature or bare geometry.
+
+    ``default_radius_m`` is the radius or buffer of shapes that give none; ``None``
+    refuses points without a radius (lines and polygons are then not buffered).
+    """
+    fields = fields or FieldNames()
+    default_m = (
+        None if default_radius_m is None else check_distance(default_radius_m, "the default radius")
+    )
     if not isinstance(obj, dict):
-        raise InputError(f"GeoJSON must be an object with a 'type' member, got {_show(obj)}")
+        raise InputError(f"GeoJSON must be an object with a 'type' member, got {show_json(obj)}")
+    check_crs(obj)
     kind = obj.get("type")
     if kind == "FeatureCollection":
         members = obj.get("features")
         if not isinstance(members, list):
-            raise InputError(f"'features' must be an array, got {_show(members)}")
+            raise InputError(f"'features' must be an array, got {show_json(members)}")
         if not members:
             raise InputError("the FeatureCollection has no features")
-        parsed = [_feature(member, i, default_m) for i, member in enumerate(members)]
+        parsed = [_feature(member, i, default_m, fields) for i, member in enumerate(members)]
     elif kind == "Feature":
-        parsed = [_feature(obj, 0, default_m)]
+        parsed = [_feature(obj, 0, default_m, fields)]
     elif kind in GEOMETRY_TYPES:
-        distances = _Distances(radius_m=default_m, buffer_m=default_m)
+        distances = _Distances(
+            radius_m=default_m,
+            buffer_m=default_m or 0.0,
+            no_radius="a bare geometry has no properties",
+        )
         return [Feature(id=0, shapes=tuple(_geometry(obj, "geometry", distances)))]
     else:
         raise InputError(
-            f"type {_show(kind)} is not GeoJSON (expected FeatureCollection, Feature or a "
+            f"type {show_json(kind)} is not GeoJSON (expected FeatureCollection, Feature or a "
             "geometry type)"
         )
-    _check_unique(
+    check_unique_ids(
         (feature, given, _describe(feature.id, given, i))
         for i, (feature, given) in enumerate(parsed)
     )
     return [feature for feature, _ in parsed]
 
 
-# --- CSV -----------------------------------------------------------------------
-
-
-def _column(header: list[str], names: tuple[str, ...]) -> int | None:
-    for i, name in enumerate(header):
-        if name in names:
-            return i
-    return None
-
-
-def _csv_number(cell: str, column: str, where: str) -> float:
-    try:
-        value = float(cell.strip())
-    except ValueError:
-        raise InputError(f"{column} must be a number, got {cell!r}", where=where) from None
-    if not math.isfinite(value):
-        raise InputError(f"{column} must be a finite number, got {cell.strip()!r}", where=where)
-    return value
-
-
-def _csv_header(row: list[str], line: int) -> tuple[int, int, int | None, int | None]:
-    header = [name.strip().lower() for name in row]
-    duplicates = sorted({name for name in header if name and header.count(name) > 1})
-    if duplicates:
-        raise InputError(
-            f"the header repeats column(s) {', '.join(duplicates)}", where=f"line {line}"
-        )
-    lat, lng = _column(header, LAT_COLUMNS), _column(header, LNG_COLUMNS)
-    if lat is None or lng is None:
-        raise InputError(
-            f"the CSV header must name 'lat' and 'lng' columns (optional: 'radius_m', 'id'), "
-            f"got {row}",
-            where=f"line {line}",
-        )
-    return lat, lng, _column(header, ("radius_m",)), _column(header, ("id",))
-
-
-def features_from_csv(text: str, *, default_radius_m: float) -> list[Feature]:
-    """One ``Circle`` feature per row of a CSV with a ``lat,lng[,radius_m][,id]`` header."""
-    default_m = check_distance(default_radius_m, "the default radius")
-    reader = csv.reader(text.removeprefix("\ufeff").splitlines(keepends=True), strict=True)
-    columns: tuple[int, int, int | None, int | None] | None = None
-    width = 0
-    parsed: list[tuple[Feature, bool, str]] = []
-    try:
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if columns is None:
-                columns, width = _csv_header(row, line), len(row)
-                continue
-            where = f"line {line}"
-            if len(row) != width:
-                raise InputError(
-                    f"expected {width} fields as in the header, got {len(row)}", where=where
-                )
-            lat_i, lng_i, radius_i, id_i = columns
-            center = check_latlng(
-                (_csv_number(row[lat_i], "lat", where), _csv_number(row[lng_i], "lng", where)),
-                where=where,
-            )
-            radius_cell = row[radius_i].strip() if radius_i is not None else ""
-            radius = (
-                check_distance(_csv_number(radius_cell, "radius_m", where), "radius_m", where)
-                if radius_cell
-                else default_m
-            )
-            id_cell = row[id_i].strip() if id_i is not None else ""
-            feature_id: FeatureId = id_cell or len(parsed)
-            feature = Feature(id=feature_id, shapes=(Circle(center, radius),))
-            parsed.append((feature, bool(id_cell), where))
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", where=f"line {reader.line_num}") from None
-    if columns is None:
-        raise InputError("the CSV is empty; expected a header naming 'lat' and 'lng' columns")
-    if not parsed:
-        raise InputError("the CSV has a header but no rows")
-    _check_unique(parsed)
-    return [feature for feature, _, _ in parsed]
-
-
 # --- detection -----------------------------------------------------------------
 
 
-def read_features(data: bytes, *, source: str, default_radius_m: float) -> list[Feature]:
+def read_features(
+    data: bytes,
+    *,
+    source: str,
+    default_radius_m: float | None,
+    fields: FieldNames | None = None,
+) -> list[Feature]:
     """Features from a file's bytes, GeoJSON or CSV.
 
     The content decides: text starting with ``{`` or ``[`` is JSON. A name ending
@@ -418,18 +428,24 @@ def read_features(data: bytes, *, source: str, default_radius_m: float) -> list[
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError(f"is not UTF-8 text (bad byte at offset {exc.start})") from None
+            raise InputError(
+                f"is not UTF-8 text (bad byte at offset {exc.start})",
+                hint="save it as UTF-8; in Excel: Save As, CSV UTF-8",
+            ) from None
         head = text.lstrip()
         if not head:
             raise InputError("is empty; expected GeoJSON or CSV")
         if head[0] in "{[" or source.lower().endswith(JSON_SUFFIXES):
-            return features_from_geojson(_parse_json(text), default_radius_m=default_radius_m)
-        return features_from_csv(text, default_radius_m=default_radius_m)
+            return features_from_geojson(
+                parse_json(text), default_radius_m=default_radius_m, fields=fields
+            )
+        return features_from_csv(text, default_radius_m=default_radius_m, fields=fields)
     except InputError as exc:
         raise InputError(exc.message, where=source, hint=exc.hint) from exc
 
 
-def _parse_json(text: str) -> object:
+def parse_json(text: str) -> object:
+    """Parsed JSON, or an InputError saying where it breaks."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from hexpsi.server.cli import add_radius_option
+from hexpsi.server.cli import add_input_options, input_options
 from hexpsi.server.streams import write_output
 
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ def register(subparsers: Subparsers) -> None:
         ),
     )
     parser.add_argument("directory", metavar="DIR", help="the node directory")
-    parser.add_argument("strike", metavar="STRIKE", help="GeoJSON or CSV strike zone")
+    parser.add_argument(
+        "strike", metavar="STRIKE", nargs="+", help="GeoJSON or CSV strike zone files"
+    )
     peers = parser.add_mutually_exclusive_group(required=True)
     peers.add_argument(
         "--peer",
@@ -53,7 +55,7 @@ def register(subparsers: Subparsers) -> None:
     peers.add_argument(
         "--all-peers", action="store_true", help="check against every pinned peer, at once"
     )
-    add_radius_option(parser)
+    add_input_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--geojson",
@@ -256,16 +258,16 @@ def run(args: argparse.Namespace) -> int:
 
     from hexpsi.protocol.geo.zone import StrikeZone
     from hexpsi.server.clients.check import CheckReport
-    from hexpsi.server.inputs import read_shapes
+    from hexpsi.server.inputs import announce_read, read_node_inputs
     from hexpsi.server.node.directory import Node
 
     node = Node(args.directory)
     peers = chosen_peers(node, args)
     _check_html_options(args)
-    features = read_shapes(args.strike, default_radius_m=args.radius_m)
+    strike = read_node_inputs(node, args.strike, input_options(args))
     # Covered at each peer's resolution, from its signed descriptor, not this node's own;
     # the zone itself goes into the evidence bundle.
-    zone = StrikeZone(tuple(features), args.radius_m)
+    zone = StrikeZone(strike.features, args.radius_m)
     answers = asyncio.run(_answers(node, peers, zone, args))
     failed = {peer: a for peer, a in answers.items() if isinstance(a, Exception)}
     if len(peers) == 1 and failed:
@@ -275,6 +277,14 @@ def run(args: argparse.Namespace) -> int:
     _print_answers(answers, args)
     for peer, error in failed.items():
         print(f"hexpsi: error: peer {peer}: {_explain(error)}", file=sys.stderr)
+    # What was read, once per resolution the peers covered it at.
+    covers = {
+        a.descriptor.descriptor.res: a.strike_cells
+        for a in answers.values()
+        if not isinstance(a, Exception)
+    }
+    for cells in covers.values():
+        announce_read(strike, cells)
     if args.exit_code and any(report.result.conflict for report in reports):
         return EXIT_CONFLICT
     return EXIT_FAILED if failed else EXIT_DONE

@@ -9,21 +9,18 @@ browser opens offline) before anything is sent.
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hexpsi.protocol.geo.resolution import DEFAULT_RES
 from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
-from hexpsi.server.cli import add_radius_option
+from hexpsi.server.cli import add_input_options, input_options
 from hexpsi.server.cli.formats import FORMATTERS
 
 if TYPE_CHECKING:
     from hexpsi.protocol.geo.shapes import Feature
     from hexpsi.server.cli import Subparsers
     from hexpsi.server.cli.formats import Encoding
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -32,11 +29,14 @@ def register(subparsers: Subparsers) -> None:
         help="list the H3 cells a GeoJSON or CSV file's positions cover (offline)",
         description=(
             "Read positions from GeoJSON (points with properties.radius_m, lines and "
-            "polygons with properties.buffer_m) or CSV (lat,lng[,radius_m][,id]) and "
-            "print every H3 cell they touch. No network, no keys."
+            "polygons with properties.buffer_m) or CSV (lat,lng[,radius_m][,id] by header "
+            "name) and print every H3 cell they touch. No network, no keys. Says what it "
+            "read on stderr."
         ),
     )
-    parser.add_argument("input", metavar="INPUT", help="GeoJSON or CSV file (- for stdin)")
+    parser.add_argument(
+        "input", metavar="INPUT", nargs="+", help="GeoJSON or CSV files (- for stdin)"
+    )
     parser.add_argument(
         "--res",
         type=int,
@@ -44,7 +44,7 @@ def register(subparsers: Subparsers) -> None:
         metavar="R",
         help=f"H3 resolution 0..15 (default {DEFAULT_RES}, cells of about 0.1 km2)",
     )
-    add_radius_option(parser)
+    add_input_options(parser)
     parser.add_argument(
         "--format",
         choices=sorted(FORMATTERS),
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from hexpsi.protocol.geo.estimate import check_cover_size
     from hexpsi.protocol.geo.resolution import check_resolution
     from hexpsi.server.cli.report_page import check_tiles_template
-    from hexpsi.server.inputs import read_shapes
-    from hexpsi.server.streams import STDIO, source_name, write_output
+    from hexpsi.server.inputs import announce_read, read_inputs
+    from hexpsi.server.streams import STDIO, write_output
 
     resolution = check_resolution(args.res, "--res, the H3 resolution,")
     if args.tiles is not None:
@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
             "--html - and the cell listing would both go to stdout",
             hint="send the listing elsewhere with -o FILE",
         )
-    features = read_shapes(args.input, default_radius_m=args.radius_m)
+    inputs = read_inputs(args.input, input_options(args))
+    features = inputs.features
     check_cover_size(features, resolution, args.max_cells)
     encoding = encode_features(features, resolution)
     if len(encoding.cells) > args.max_cells:
@@ -121,18 +122,14 @@ def run(args: argparse.Namespace) -> int:
             f"more than --max-cells {args.max_cells:,}",
             hint="use a coarser --res, or raise --max-cells",
         )
-    log.info(
-        "%d feature(s) cover %d cell(s) at resolution %d, %.3f km2",
-        len(features),
-        len(encoding.cells),
-        resolution,
-        encoding.area_km2,
-    )
     if args.html is not None:
+        from hexpsi.protocol.geo.sources import source_labels
         from hexpsi.server.cli.html_report import page_to_html
         from hexpsi.server.cli.report_page import encoding_to_page
 
-        page = encoding_to_page(encoding, source=source_name(args.input), tiles=args.tiles)
+        source = ", ".join(source_labels(inputs.sources))
+        page = encoding_to_page(encoding, source=source, tiles=args.tiles)
         write_output(page_to_html(page), args.html)
     write_output(FORMATTERS[args.format](encoding), args.output)
+    announce_read(inputs, encoding.cells)
     return 0

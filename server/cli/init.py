@@ -52,12 +52,24 @@ def register(subparsers: Subparsers) -> None:
         metavar="R",
         help=f"coarsest token resolution (default {DEFAULT_RES_MIN})",
     )
+    parser.add_argument(
+        "--theatre",
+        metavar="FILE",
+        help="GeoJSON Polygon or MultiPolygon this node's positions and strikes must lie in "
+        "(see hexpsi theatre)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.protocol.geo.theatre import read_theatre
     from hexpsi.server.node.directory import init_node
+    from hexpsi.server.streams import read_input, source_name
 
+    theatre_data = theatre = None
+    if args.theatre is not None:
+        theatre_data = read_input(args.theatre)
+        theatre = read_theatre(theatre_data, source=source_name(args.theatre))
     node = init_node(
         args.directory,
         name=args.name,
@@ -66,11 +78,14 @@ def run(args: argparse.Namespace) -> int:
         res=args.res,
         res_min=args.res_min,
         now=time.time(),
+        theatre=theatre_data,
     )
     print(f"initialised node {node.name} in {node.directory}")
     print(f"  address:            {node.config.address}")
     print(f"  certificate sha256: {node.certificate_sha256}")
     print(f"  signing key:        {node.identity()['signing_public_key']}")
+    if theatre is not None:
+        print(f"  theatre:            {theatre.describe()}")
     print("next:")
     print(f"  hexpsi identity {node.directory} -o {node.name}.json   (send it to each peer)")
     print(f"  hexpsi peer add {node.directory} PEER.json            (pin each peer's identity)")

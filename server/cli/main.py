@@ -37,6 +37,7 @@ from hexpsi.server.cli import (
     peer,
     positions,
     serve,
+    theatre,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     init,
     identity,
     peer,
+    theatre,
     positions,
     serve,
     check,

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from hexpsi.server.cli import add_radius_option
+from hexpsi.server.cli import add_input_options, input_options
 
 if TYPE_CHECKING:
     from hexpsi.server.cli import Subparsers
@@ -18,24 +18,29 @@ def register(subparsers: Subparsers) -> None:
         "positions",
         help="set the protected positions: new epoch keys and a new snapshot",
         description=(
-            "Cover POSITIONS (GeoJSON or CSV, as `hexpsi encode` reads them) at the node's "
-            "resolution, derive fresh epoch keys, build and sign the new snapshot and make "
-            "it current. A running server serves the new epoch without restarting."
+            "Cover POSITIONS (GeoJSON or CSV files, as `hexpsi encode` reads them) at the "
+            "node's resolution, derive fresh epoch keys, build and sign the new snapshot and "
+            "make it current. Every point needs a radius, its own or --radius-m; with a "
+            "theatre declared, every position must lie in it. A running server serves the "
+            "new epoch without restarting."
         ),
     )
     parser.add_argument("directory", metavar="DIR", help="the node directory")
-    parser.add_argument("positions", metavar="POSITIONS", help="GeoJSON or CSV file")
-    add_radius_option(parser)
+    parser.add_argument(
+        "positions", metavar="POSITIONS", nargs="+", help="GeoJSON or CSV files (- for stdin)"
+    )
+    add_input_options(parser, radius_required=True)
     parser.set_defaults(func=run, libsodium=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hexpsi.server.inputs import read_cover
+    from hexpsi.server.inputs import announce_read, cover_features, read_node_inputs
     from hexpsi.server.node.directory import Node
     from hexpsi.server.node.epochs import EpochStore
 
     node = Node(args.directory)
-    cells = read_cover(args.positions, res=node.config.res, default_radius_m=args.radius_m)
+    positions = read_node_inputs(node, args.positions, input_options(args))
+    cells = cover_features(positions.features, res=node.config.res)
     started = time.perf_counter()
     epoch = EpochStore(node).create(cells, now=time.time())
     d = epoch.descriptor.descriptor
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             },
             time.time(),
         )
+    announce_read(positions, cells)
     print(
         f"epoch {d.sequence} ({d.epoch_id.hex()}): {len(cells)} protected cells at res {d.res}, "
         f"snapshot of {epoch.params.count} values ({d.snapshot_bytes} bytes) built in "

@@ -19,6 +19,9 @@ Layout (the directory itself is 0700)::
                      two different descriptors a peer signed for one sequence: the proof
     checks/          this node's checks: receipt and evidence bundle (clients.check)
     mutual/          receipts of mutual checks, signed by both sides (node.mutual_records)
+    theatre.geojson  optional (0600): the GeoJSON Polygon/MultiPolygon this node's positions
+                     and strikes must lie in, a copy of the file the operator declared with
+                     ``hexpsi init --theatre`` or ``hexpsi theatre``; absent, nothing is bounded
 
 ``init_node`` builds the whole directory under a temporary name next to it and
 renames it into place, so an interrupted init leaves nothing half-made. Every
@@ -51,6 +54,7 @@ from nacl.signing import SigningKey, VerifyKey
 from hexpsi.protocol.budget import Allowance
 from hexpsi.protocol.errors import InputError, LocalProtocolError, Status
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
+from hexpsi.protocol.geo.theatre import Theatre, read_theatre
 from hexpsi.protocol.mutual.messages import BUCKET_MINIMUM as MIN_SET_SIZE
 from hexpsi.protocol.mutual.messages import MAX_SET_SIZE
 from hexpsi.server.node import tls
@@ -80,7 +84,10 @@ OPRF_MASTER_FILE = "oprf.master"
 PEERS_DIR = "peers"
 LEDGER_FILE = "ledger.sqlite3"
 AUDIT_FILE = "audit.sqlite3"
+THEATRE_FILE = "theatre.geojson"
 
+THEATRE_MODE = 0o600
+"""Where a node operates is the operator's business: owner-only, like the positions."""
 IDENTITY_VERSION = 1
 PEER_FILE_VERSION = 1
 SEED_SIZE = 32
@@ -294,6 +301,36 @@ class Node:
 
     def open_audit_log(self) -> AuditLog:
         return AuditLog(self.audit_path, self.signing_key)
+
+    # -- theatre
+
+    @property
+    def theatre_path(self) -> Path:
+        return self.directory / THEATRE_FILE
+
+    def theatre(self) -> Theatre | None:
+        """The declared theatre, or None when this node bounds nothing."""
+        if not self.theatre_path.exists():
+            return None
+        data = read_bytes(self.theatre_path, what="theatre")
+        return read_theatre(data, source=str(self.theatre_path))
+
+    def set_theatre(self, data: bytes, *, source: str) -> Theatre:
+        """Check ``data`` (read from ``source``) as a theatre and keep a copy of it."""
+        theatre = read_theatre(data, source=source)
+        atomic_write(self.theatre_path, data, mode=THEATRE_MODE)
+        return theatre
+
+    def clear_theatre(self) -> bool:
+        """Remove the declared theatre, readable or not; False if there was none."""
+        try:
+            self.theatre_path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise InputError(f"cannot remove {self.theatre_path}: {exc.strerror or exc}") from None
+        fsync_directory(self.directory)
+        return True
 
     def _load_signing_key(self) -> SigningKey:
         seed = read_secret(self.directory / SIGNING_KEY_FILE, what="signing key")
@@ -510,13 +547,17 @@ def init_node(
     res_min: int = DEFAULT_RES_MIN,
     now: float,
     address: str | None = None,
+    theatre: bytes | None = None,
 ) -> Node:
     """Create a new node directory with fresh keys; refuses an existing node.
 
     ``address`` is what peers dial (defaults to ``listen``); it is required when
     listening on a wildcard address such as ``0.0.0.0``. An existing empty
-    directory is accepted and replaced by the new node.
+    directory is accepted and replaced by the new node. ``theatre`` is a GeoJSON
+    theatre's bytes, checked before anything is made and kept as ``theatre.geojson``.
     """
+    if theatre is not None:
+        read_theatre(theatre, source="the theatre")
     target = Path(directory)
     config = NodeConfig.from_dict(
         {
@@ -537,6 +578,8 @@ def init_node(
     make_private_dir(staging)
     try:
         _write_new_node(staging, config, now=now)
+        if theatre is not None:
+            atomic_write(staging / THEATRE_FILE, theatre, mode=THEATRE_MODE)
         try:
             os.replace(staging, target)
         except OSError as exc:

@@ -82,9 +82,16 @@ class RunningServer:
     pool: WorkerPool
     upkeep: Upkeep
     housekeeping: asyncio.Task[None]
+    stopped: bool = False
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """NOT_SERVING first, then let calls in flight finish, then close the stores."""
+        """NOT_SERVING first, then let calls in flight finish, then close the stores.
+
+        Stopping a stopped server does nothing.
+        """
+        if self.stopped:
+            return
+        self.stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.housekeeping.cancel()

@@ -49,6 +49,8 @@ from tests.security.hostile_helpers import (
 from tests.server.conftest import CENTER
 
 LONELY = "lonely"
+BOUNDED = "bounded"
+"""A copy of bravo whose theatre (around Paris) holds none of the strikes."""
 SEED_FILES = (
     "coalition_protected.geojson",
     "russia_protected.geojson",
@@ -113,6 +115,29 @@ def _write_inputs(root: Path) -> None:
         "out-of-range.csv": b"lat,lng\n91,0\n",
         "overflow.csv": b"lat,lng\n1e400,0\n",
         "strike.csv": f"lat,lng\n{33.50},{38.62}\n".encode(),
+        "radius-attribute.json": json.dumps(
+            {
+                "type": "Feature",
+                "properties": {"fid": 1, "Radius_m": 3000},
+                "geometry": {"type": "Point", "coordinates": [38.6, 33.5]},
+            }
+        ).encode(),
+        "projected.json": json.dumps(
+            {
+                "type": "Point",
+                "coordinates": [4297000.0, 3963000.0],
+                "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}},
+            }
+        ).encode(),
+        "no-header.csv": b"33.5;38.6\r\n33.6;38.7\r\n",
+        "two-latitudes.csv": b"lat,lng,Y\n33.5,38.6,33.5\n",
+        "theatre-point.json": b'{"type": "Point", "coordinates": [2.35, 48.85]}',
+        "theatre-across.json": json.dumps(
+            {"type": "Polygon", "coordinates": [[[170, -20], [-170, -20], [-170, -10], [170, -20]]]}
+        ).encode(),
+        "theatre-paris.json": json.dumps(
+            {"type": "Polygon", "coordinates": [[[2, 48], [3, 48], [3, 49], [2, 49], [2, 48]]]}
+        ).encode(),
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
@@ -171,6 +196,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     make_epoch(nodes[RESPONDER])
     make_nodes(root, [LONELY])
     _write_inputs(root)
+    shutil.copytree(root / "bravo", root / BOUNDED)
+    Node(root / BOUNDED).set_theatre(
+        (root / "theatre-paris.json").read_bytes(), source="theatre-paris.json"
+    )
     for name in (RESPONDER, "bravo"):
         (root / f"{name}.json").write_bytes(Node(root / name).own_identity().to_bytes())
     _write_documents(root, nodes[RESPONDER], Node(root / "bravo"))
@@ -309,6 +338,7 @@ def test_a_damaged_epoch_or_database_fails_in_one_line(
 def cases(w: World) -> dict[str, list[str]]:
     """Bad invocations of every subcommand, by name."""
     alpha, bravo, lonely = w.path(RESPONDER), w.path("bravo"), w.path(LONELY)
+    bounded = w.path(BOUNDED)
     missing = w.path("no-such-node")
     a_file = w.path("empty.txt")
     strike = w.path("strike.csv")
@@ -349,6 +379,15 @@ def cases(w: World) -> dict[str, list[str]]:
         "encode output in a missing directory": ["encode", strike, "-o", w.path("no/such/x")],
         "encode output onto a directory": ["encode", strike, "-o", w.path("a-directory")],
         "encode unknown option": ["encode", strike, "--colour", "red"],
+        "encode radius under another name": ["encode", w.path("radius-attribute.json")],
+        "encode projected crs": ["encode", w.path("projected.json")],
+        "encode csv without header": ["encode", w.path("no-header.csv")],
+        "encode csv with two latitudes": ["encode", w.path("two-latitudes.csv")],
+        "encode stdin twice": ["encode", "-", "-"],
+        "encode a file twice": ["encode", strike, strike],
+        "encode radius field in km": ["encode", strike, "--radius-field", "radius_km"],
+        "encode empty id field": ["encode", strike, "--id-field", ""],
+        "encode without input": ["encode"],
         # init
         "init existing node": ["init", alpha, "--name", "alpha", "--listen", "127.0.0.1:7001"],
         "init bad name": init("n1", "--name", "Bad_Name"),
@@ -360,6 +399,22 @@ def cases(w: World) -> dict[str, list[str]]:
         "init res as text": init("n7", "--res", "x"),
         "init inside a file": init("empty.txt/n8"),
         "init missing name": ["init", w.path("n9"), "--listen", "127.0.0.1:1"],
+        "init theatre a point": init("n10", "--theatre", w.path("theatre-point.json")),
+        "init theatre across the antimeridian": init(
+            "n11", "--theatre", w.path("theatre-across.json")
+        ),
+        "init missing theatre": init("n12", "--theatre", w.path("nope.json")),
+        "init garbage theatre": init("n13", "--theatre", w.path("garbage.bin")),
+        # theatre
+        "theatre missing node": ["theatre", missing, w.path("theatre-paris.json")],
+        "theatre missing file": ["theatre", alpha, w.path("nope.json")],
+        "theatre a point": ["theatre", alpha, w.path("theatre-point.json")],
+        "theatre across the antimeridian": ["theatre", alpha, w.path("theatre-across.json")],
+        "theatre garbage": ["theatre", alpha, w.path("garbage.bin")],
+        "theatre deeply nested json": ["theatre", alpha, w.path("deep.json")],
+        "theatre projected": ["theatre", alpha, w.path("projected.json")],
+        "theatre file and clear": ["theatre", alpha, w.path("theatre-paris.json"), "--clear"],
+        "theatre of a damaged node": ["theatre", w.path("a-directory")],
         # identity
         "identity missing node": ["identity", missing],
         "identity of a file": ["identity", a_file],
@@ -407,6 +462,12 @@ def cases(w: World) -> dict[str, list[str]]:
         "positions negative radius": ["positions", alpha, strike, "--radius-m", "-3"],
         "positions radius as text": ["positions", alpha, strike, "--radius-m", "far"],
         "positions continent-sized": ["positions", alpha, w.path("continent.json")],
+        "positions points without radius": ["positions", alpha, strike],
+        "positions radius under another name": [
+            *("positions", alpha, w.path("radius-attribute.json"), "--radius-m", "0"),
+        ],
+        "positions outside the theatre": ["positions", bounded, strike, "--radius-m", "0"],
+        "positions stdin twice": ["positions", alpha, "-", "-", "--radius-m", "0"],
         # serve
         "serve missing node": ["serve", missing],
         "serve a node that pinned no one": ["serve", lonely],
@@ -418,6 +479,12 @@ def cases(w: World) -> dict[str, list[str]]:
         "check radius nan": ["check", bravo, strike, "--peer", RESPONDER, "--radius-m", "nan"],
         "check without peer": ["check", bravo, strike],
         "check unreachable peer": ["check", bravo, strike, "--peer", RESPONDER],
+        "check outside the theatre": ["check", bounded, strike, "--peer", RESPONDER],
+        "check radius under another name": [
+            *("check", bravo, w.path("radius-attribute.json"), "--peer", RESPONDER),
+        ],
+        "check projected crs": ["check", bravo, w.path("projected.json"), "--peer", RESPONDER],
+        "check a strike twice": ["check", bravo, strike, strike, "--peer", RESPONDER],
         # mutual
         "mutual missing node": ["mutual", missing, "--peer", RESPONDER],
         "mutual unknown peer": ["mutual", alpha, "--peer", "zulu"],

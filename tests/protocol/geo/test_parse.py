@@ -8,7 +8,8 @@ import math
 import pytest
 
 from hexpsi.protocol.errors import InputError
-from hexpsi.protocol.geo.parse import features_from_csv, features_from_geojson, read_features
+from hexpsi.protocol.geo.parse import features_from_geojson, read_features
+from hexpsi.protocol.geo.parse_csv import features_from_csv
 from hexpsi.protocol.geo.shapes import Area, Circle, Path
 
 
@@ -163,10 +164,10 @@ def test_csv_rows_become_circle_features() -> None:
 
 
 def test_csv_header_is_forgiving_about_case_order_aliases_and_extra_columns() -> None:
-    text = '\ufeffName, LON ,Latitude\n"Tartus, port",35.87,34.89\n\n"x",1,2\n'
+    text = '\ufeffName, LON ,Latitude,Colour\n"Tartus, port",35.87,34.89,red\n\n"",1,2,\n'
     features = features_from_csv(text, default_radius_m=0)
     assert [(f.id, f.shapes) for f in features] == [
-        (0, (Circle((34.89, 35.87), 0.0),)),
+        ("Tartus, port", (Circle((34.89, 35.87), 0.0),)),
         (1, (Circle((2.0, 1.0), 0.0),)),
     ]
 
@@ -348,7 +349,11 @@ BAD_FILES: list[tuple[bytes, str]] = [
     (b"\xff\xfe", "in.csv: is not UTF-8 text (bad byte at offset 0)"),
     (b'{"type": "FeatureCollection",', "in.csv: not valid JSON: "),
     (b"[" * 100_000, "in.csv: not usable JSON: nested too deeply"),
-    (b"x,y\n1,2\n", "in.csv: line 1: the CSV header must name 'lat' and 'lng' columns"),
+    (
+        b"north,east\n1,2\n",
+        "in.csv: line 1: the CSV header must name a latitude column (lat, latitude, y) and a "
+        "longitude column (lng, lon, long, longitude, x), in any case; got ['north', 'east']",
+    ),
     (b"\n\nlat,lng\n", "in.csv: the CSV has a header but no rows"),
     (b"lat,lng,lat\n1,2,3\n", "in.csv: line 1: the header repeats column(s) lat"),
     (b"lat,lng\n1,2\n3\n", "in.csv: line 3: expected 2 fields as in the header, got 1"),
@@ -372,3 +377,63 @@ def test_bad_files_name_the_source_and_line(data: bytes, message: str) -> None:
         read_features(data, source="in.csv", default_radius_m=0)
     assert caught.value.explain().startswith(message)
     assert "\n" not in caught.value.explain()
+
+
+# --- crs -----------------------------------------------------------------------
+
+
+def named_crs(name: str) -> dict[str, object]:
+    return {"type": "name", "properties": {"name": name}}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "urn:ogc:def:crs:OGC:1.3:CRS84",
+        "urn:ogc:def:crs:OGC::CRS84",
+        "EPSG:4326",
+        "epsg:4326",
+        "urn:ogc:def:crs:EPSG::4326",
+        "urn:ogc:def:crs:EPSG:6.6:4326",
+        "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        "http://www.opengis.net/def/crs/EPSG/0/4326",
+    ],
+)
+def test_a_wgs84_crs_member_is_read_as_longitude_then_latitude(name: str) -> None:
+    document = {**collection(feature(point(38.618, 33.506))), "crs": named_crs(name)}
+    [f] = features_from_geojson(document, default_radius_m=0)
+    assert f.shapes == (Circle((33.506, 38.618), 0.0),)
+
+
+@pytest.mark.parametrize(
+    ("crs", "message"),
+    [
+        (
+            named_crs("urn:ogc:def:crs:EPSG::3857"),
+            "coordinates are in urn:ogc:def:crs:EPSG::3857",
+        ),
+        (named_crs("EPSG:32637"), "coordinates are in EPSG:32637, not longitude and latitude"),
+        (
+            {"type": "link", "properties": {"href": "http://example.com/crs/42"}},
+            'the crs member {"type": "link", ',
+        ),
+        ({"type": "name"}, "does not name a coordinate reference system"),
+    ],
+)
+def test_any_other_crs_is_refused_by_name(crs: object, message: str) -> None:
+    for document in (
+        {**collection(feature(point(0, 0))), "crs": crs},
+        collection({**feature(point(0, 0), fid="f"), "crs": crs}),
+        {**point(0, 0), "crs": crs},
+    ):
+        with pytest.raises(InputError) as caught:
+            features_from_geojson(document, default_radius_m=0)
+        assert message in caught.value.explain()
+        assert caught.value.explain().endswith(
+            "(export the layer as EPSG:4326 (WGS 84) GeoJSON; in QGIS: Export, Save Features As, "
+            "CRS EPSG:4326)"
+        )
+    with pytest.raises(InputError, match=r"^feature 'f' \(index 0\): "):
+        features_from_geojson(
+            collection({**feature(point(0, 0), fid="f"), "crs": crs}), default_radius_m=0
+        )

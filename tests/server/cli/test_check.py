@@ -101,11 +101,15 @@ def test_positions_starts_an_epoch_and_logs_it(
     directory = str(pair.responder.directory)
     protected = read_cover(files["positions"], res=RES)
     assert main(["positions", directory, str(files["positions"])]) == 0
-    err = capsys.readouterr().err
-    assert err.startswith("epoch 1 (")
-    assert f"{len(protected)} protected cells at res {RES}" in err
+    read, epoch = capsys.readouterr().err.splitlines()
+    assert read.startswith(
+        "read 2 features from positions.geojson: 2 points (radius 50–150 m); "
+        f"{len(protected)} cells at res {RES}, "
+    )
+    assert epoch.startswith("epoch 1 (")
+    assert f"{len(protected)} protected cells at res {RES}" in epoch
     assert main(["positions", directory, str(files["positions"])]) == 0
-    assert capsys.readouterr().err.startswith("epoch 2 (")
+    assert capsys.readouterr().err.splitlines()[1].startswith("epoch 2 (")
     with pair.responder.open_audit_log() as audit:
         entries = audit.entries()
         assert audit.verify() == 2
@@ -392,3 +396,67 @@ def test_demo_json_runs_the_scenario(capsys: pytest.CaptureFixture[str]) -> None
     assert all(c["peer"] == "coalition" for c in checks.values())
     # Each node logged its epoch; the responder also logged both evaluations.
     assert report["audit_entries"]["coalition"] >= 2
+
+
+# ---------------------------------------------------------------- strikes from GIS files
+
+REPO = Path(__file__).resolve().parents[3]
+GIS = REPO / "tests" / "fixtures" / "gis"
+
+
+async def test_a_swapped_strike_is_refused_by_the_theatre_instead_of_coming_back_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The regression: the At-Tanf strike with its coordinates swapped came back CLEAR
+    (it lies in Anatolia) where the right file gives CONFLICT. With a theatre declared
+    it is refused, before anything is sent, and no check is stored."""
+    pair = make_pair(tmp_path / "nodes", epoch=False)
+    responder, proposer = str(pair.responder.directory), str(pair.proposer.directory)
+    positions = REPO / "seeds" / "coalition_protected.geojson"
+    assert main(["positions", responder, str(positions)]) == 0
+    strike, swapped = GIS / "qgis_strike.geojson", GIS / "qgis_strike_swapped.geojson"
+    server = await start_server(pair.responder)
+    try:
+        argv = [proposer, "--peer", RESPONDER]
+        capsys.readouterr()
+        assert await check(*argv, str(strike)) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith("CONFLICT: ")
+        assert captured.err.startswith(
+            "read 1 feature from qgis_strike.geojson: 1 point (radius 1,500 m); "
+        )
+        assert captured.err.count("\n") == 1
+        assert await check(*argv, str(swapped)) == 0
+        assert capsys.readouterr().out.startswith("CLEAR: 0 of ")
+        stored = sorted((pair.proposer.directory / "checks").iterdir())
+        assert main(["theatre", proposer, str(GIS / "qgis_theatre.geojson")]) == 0
+        capsys.readouterr()
+        assert await check(*argv, str(swapped)) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        err = one_line_error(captured.err)
+        assert (
+            f"{swapped}: feature 1 has position [33.52, 38.64] (longitude, latitude) outside the "
+            "theatre — are latitude and longitude swapped?"
+        ) in err
+        assert await check(*argv, str(strike), "--json") == 0
+        assert json.loads(capsys.readouterr().out)["conflict"] is True
+    finally:
+        await server.stop(grace=1.0)
+    assert len(sorted((pair.proposer.directory / "checks").iterdir())) == len(stored) + 1
+
+
+async def test_a_strike_from_several_files(
+    nodes: Pair, running: RunningServer, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(nodes.proposer.directory), "--peer", RESPONDER, "--json"]
+    assert await check(*argv, str(files["clear"]), str(files["hit"])) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["conflict"] is True
+    assert captured.err.startswith(
+        "read 2 features from clear.geojson and hit.geojson: 2 points (radius 400 m); "
+        f"{report['strike_cells']} cells at res {RES}, "
+    )
+    evidence = json.loads(Path(report["evidence"]).read_text())
+    assert [f["id"] for f in evidence["zone"]["features"]] == ["clear.geojson:p0", "hit.geojson:p0"]

@@ -57,9 +57,12 @@ def positions(tmp_path: Path) -> Path:
 
 
 def run_ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run a successful encode; return its stdout (stderr is the one line saying what it read)."""
     code = main(["encode", *argv])
     out, err = capsys.readouterr()
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith("read ")
+    assert err.count("\n") == 1
     return out
 
 
@@ -406,7 +409,141 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
         timeout=60,
     )
-    assert (done.returncode, done.stderr) == (0, "")
+    assert done.returncode == 0
+    assert done.stderr == (
+        "read 1 feature from strike_at_tanf.geojson: 1 point (radius 1,500 m); "
+        "5 cells at res 7, 28.3 km²\n"
+    )
     result = json.loads(done.stdout)
     assert result["resolution"] == 7
     assert result["features"][0]["id"] == "strike-at-tanf"
+
+
+# --- files as GIS tools write them -------------------------------------------------
+
+GIS = REPO / "tests" / "fixtures" / "gis"
+
+
+def run_read(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[dict[str, object], str]:
+    """A successful JSON encode: its result and the line saying what it read."""
+    code = main(["encode", *argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.count("\n") == 1
+    return json.loads(out), err.removesuffix("\n")
+
+
+def test_a_qgis_radius_attribute_is_an_error_until_it_is_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The regression: ``Radius_m`` was ignored, 2 cells and 0.23 km² instead of ~40 km²."""
+    sites = str(GIS / "qgis_sites.geojson")
+    message = run_error(capsys, sites)
+    assert message.startswith(
+        f"{sites}: feature 1 (index 0): properties.Radius_m looks like a distance"
+    )
+    assert "read it with --radius-field Radius_m for points" in message
+    result, read = run_read(capsys, sites, "--radius-field", "Radius_m")
+    assert 38 < float(result["area_km2"]) < 46  # type: ignore[arg-type]
+    assert read == (
+        f"read 2 features from qgis_sites.geojson: 2 points (radius 1,500–3,000 m); "
+        f"{result['count']} cells at res 9, {float(result['area_km2']):.3g} km²"  # type: ignore[arg-type]
+    )
+    assert [f["id"] for f in result["features"]] == [1, 2]  # type: ignore[attr-defined]
+
+
+def test_a_radius_under_any_distance_name_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "layer.geojson"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"fid": 4, "radius": 2000},
+                        "geometry": {"type": "Point", "coordinates": [38.618, 33.506]},
+                    }
+                ],
+            }
+        )
+    )
+    assert "feature 4 (index 0): properties.radius looks like a distance" in run_error(
+        capsys, str(path)
+    )
+    result, _ = run_read(capsys, str(path), "--radius-field", "radius")
+    assert 10 < float(result["area_km2"]) < 20  # type: ignore[arg-type]
+    assert "--radius-field radius_km looks like a distance in km" in run_error(
+        capsys, str(path), "--radius-field", "radius_km"
+    )
+
+
+def test_bare_csv_points_are_encoded_but_the_summary_says_radius_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result, read = run_read(capsys, str(GIS / "bare_points.csv"))
+    assert read == (
+        "read 2 features from bare_points.csv: 2 points (radius 0 m); 2 cells at res 9, 0.231 km²"
+    )
+    assert result["count"] == 2
+
+
+def test_excel_files_are_read_by_their_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    german, read = run_read(capsys, str(GIS / "excel_de.csv"))
+    assert [f["id"] for f in german["features"]] == ["At-Tanf garrison", "Tanf supply point"]  # type: ignore[attr-defined]
+    assert "2 points (radius 1,500–3,000 m)" in read
+    assert "column 'Radius' looks like a distance" in run_error(capsys, str(GIS / "excel_xy.csv"))
+    swiss, _ = run_read(capsys, str(GIS / "excel_xy.csv"), "--radius-field", "Radius")
+    assert swiss["cells"] == german["cells"]
+
+
+def test_several_files_mixed_with_clashing_ids_prefixed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"lat;lng;fid\n36.2;37.1;2\n")))
+    result, read = run_read(
+        capsys,
+        str(GIS / "qgis_sites.geojson"),
+        str(GIS / "qgis_areas.geojson"),
+        str(GIS / "excel_de.csv"),
+        "-",
+        *("--radius-field", "Radius_m", "--buffer-field", "Buffer"),
+    )
+    assert [f["id"] for f in result["features"]] == [  # type: ignore[attr-defined]
+        "qgis_sites.geojson:1",
+        "qgis_sites.geojson:2",
+        "qgis_areas.geojson:1",
+        "qgis_areas.geojson:2",
+        "At-Tanf garrison",
+        "Tanf supply point",
+        "<stdin>:2",
+    ]
+    assert read.startswith(
+        "read 7 features from 4 files: 5 points (radius 0–3,000 m), "
+        "2 polygons (buffer 250–1,000 m); "
+    )
+    two, read = run_read(capsys, str(GIS / "qgis_strike.geojson"), str(GIS / "excel_de.csv"))
+    assert read.startswith("read 3 features from qgis_strike.geojson and excel_de.csv: 3 points")
+    assert [f["id"] for f in two["features"]] == [1, "At-Tanf garrison", "Tanf supply point"]  # type: ignore[attr-defined]
+
+
+def test_stdin_once_and_no_file_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_error(capsys, "-", "-") == "standard input (-) can be read only once"
+    strike = str(GIS / "qgis_strike.geojson")
+    assert run_error(capsys, strike, strike) == f"{strike} is given more than once"
+
+
+def test_a_projected_crs_is_refused_by_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    qgis = json.loads((GIS / "qgis_strike.geojson").read_text())
+    qgis["crs"]["properties"]["name"] = "urn:ogc:def:crs:EPSG::3857"
+    path = tmp_path / "mercator.geojson"
+    path.write_text(json.dumps(qgis))
+    assert run_error(capsys, str(path)) == (
+        f"{path}: coordinates are in urn:ogc:def:crs:EPSG::3857, not longitude and latitude "
+        "(WGS84); hexpsi does not reproject (export the layer as EPSG:4326 (WGS 84) GeoJSON; "
+        "in QGIS: Export, Save Features As, CRS EPSG:4326)"
+    )

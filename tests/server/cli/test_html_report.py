@@ -147,7 +147,9 @@ def encode_with_page(
 ) -> dict[str, object]:
     code = main(["encode", str(source), "--format", "json", "--html", str(page), *extra])
     out, err = capsys.readouterr()
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith("read "), "only the line saying what was read"
+    assert err.count("\n") == 1
     result: dict[str, object] = json.loads(out)
     return result
 
