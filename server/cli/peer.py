@@ -33,25 +33,28 @@ def register(subparsers: Subparsers) -> None:
     )
     add.add_argument("directory", metavar="DIR", help="this node's directory")
     add.add_argument("identity", metavar="IDENTITY", help="the peer's identity JSON (- for stdin)")
-    add.add_argument("--address", metavar="HOST:PORT", help="dial this instead of its own address")
-    add.add_argument(
-        "--budget-km2",
-        type=float,
-        metavar="X",
-        help="how much of this node's map the peer may probe per window, in km²: cells x H3's "
-        "average cell area at the charged resolution (real cells vary with latitude, so what "
-        "it bounds is a number of cells); checks and mutual checks both spend it",
-    )
-    add.add_argument(
-        "--window-hours", type=float, metavar="H", help="its rolling budget window, in hours"
-    )
-    add.add_argument(
-        "--max-set-size",
-        type=int,
-        metavar="N",
-        help="largest padded set a mutual check with this peer may use, either side's",
-    )
+    _add_override_options(add)
     add.add_argument("--replace", action="store_true", help="re-pin a name that is already pinned")
+
+    update = actions.add_parser(
+        "update",
+        help="change a pinned peer's address, budget, window or largest mutual set",
+        description="Change a pinned peer's settings; a running server applies them at once.",
+    )
+    update.add_argument("directory", metavar="DIR", help="this node's directory")
+    update.add_argument("name", metavar="NAME", help="the pinned peer")
+    _add_override_options(update)
+
+    remove = actions.add_parser(
+        "remove",
+        help="unpin a peer: it is trusted and answered no more",
+        description=(
+            "Unpin NAME. A running server refuses its next call and ends its open calls; "
+            "its spending and audit entries stay."
+        ),
+    )
+    remove.add_argument("directory", metavar="DIR", help="this node's directory")
+    remove.add_argument("name", metavar="NAME", help="the pinned peer")
 
     listing = actions.add_parser("list", help="list pinned peers")
     listing.add_argument("directory", metavar="DIR", help="this node's directory")
@@ -59,8 +62,31 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _add_override_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", metavar="HOST:PORT", help="dial this instead of its own address"
+    )
+    parser.add_argument(
+        "--budget-km2",
+        type=float,
+        metavar="X",
+        help="how much of this node's map the peer may probe per window, in km²: cells x H3's "
+        "average cell area at the charged resolution (real cells vary with latitude, so what "
+        "it bounds is a number of cells); checks and mutual checks both spend it",
+    )
+    parser.add_argument(
+        "--window-hours", type=float, metavar="H", help="its rolling budget window, in hours"
+    )
+    parser.add_argument(
+        "--max-set-size",
+        type=int,
+        metavar="N",
+        help="largest padded set a mutual check with this peer may use, either side's",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    handlers = {"add": run_add, "list": run_list}
+    handlers = {"add": run_add, "list": run_list, "update": run_update, "remove": run_remove}
     return handlers[args.peer_command](args)
 
 
@@ -112,4 +138,31 @@ def run_list(args: argparse.Namespace) -> int:
     for peer in peers:
         budget = f"{peer.budget_km2:g} km2/{peer.window_hours:g} h"
         print(f"{peer.name:<20} {peer.address:<28} {budget:<20} {peer.certificate_sha256[:16]}")
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    from hexpsi.server.node.directory import Node
+
+    node = Node(args.directory)
+    peer = node.update_peer(
+        args.name,
+        address=args.address,
+        budget_km2=args.budget_km2,
+        window_hours=args.window_hours,
+        max_set_size=args.max_set_size,
+    )
+    print(
+        f"updated {peer.name}: {peer.address}, {peer.budget_km2:g} km2 per "
+        f"{peer.window_hours:g} h, mutual sets up to {peer.max_set_size:,} elements"
+    )
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from hexpsi.server.node.directory import Node
+
+    node = Node(args.directory)
+    peer = node.remove_peer(args.name)
+    print(f"removed {peer.name} (certificate sha256 {peer.certificate_sha256[:16]}...)")
     return 0

@@ -36,33 +36,24 @@ presented (:meth:`Node.peer_by_certificate`), never by the name inside it.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-from cryptography import x509
-from nacl.bindings import crypto_core_ed25519_is_valid_point
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from hexpsi.protocol.budget import Allowance
-from hexpsi.protocol.errors import InputError, LocalProtocolError, Status
+from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
 from hexpsi.protocol.geo.theatre import Theatre, read_theatre
-from hexpsi.protocol.mutual.messages import BUCKET_MINIMUM as MIN_SET_SIZE
-from hexpsi.protocol.mutual.messages import MAX_SET_SIZE
 from hexpsi.server.node import tls
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.config import (
     CONFIG_FILE,
     NodeConfig,
-    check_name,
     load_config,
     parse_address,
 )
@@ -75,181 +66,32 @@ from hexpsi.server.node.files import (
     read_secret,
     write_secret,
 )
+from hexpsi.server.node.identity import Identity, identity_from_json, load_identity
 from hexpsi.server.node.ledger import Allowances, Ledger, Operation
+from hexpsi.server.node.peers import PEERS_DIR, Peer, PeerBook, UnknownPeer, peer_overrides
+
+__all__ = [
+    "Identity",
+    "Node",
+    "Peer",
+    "UnknownPeer",
+    "identity_from_json",
+    "init_node",
+    "load_identity",
+]
 
 SIGNING_KEY_FILE = "signing.key"
 TLS_KEY_FILE = "tls.key"
 TLS_CERT_FILE = "tls.crt"
 OPRF_MASTER_FILE = "oprf.master"
-PEERS_DIR = "peers"
 LEDGER_FILE = "ledger.sqlite3"
 AUDIT_FILE = "audit.sqlite3"
 THEATRE_FILE = "theatre.geojson"
 
 THEATRE_MODE = 0o600
 """Where a node operates is the operator's business: owner-only, like the positions."""
-IDENTITY_VERSION = 1
-PEER_FILE_VERSION = 1
 SEED_SIZE = 32
 OPRF_MASTER_SIZE = 32
-
-
-class UnknownPeer(InputError):
-    """No peer of that name (or certificate) is pinned."""
-
-    default_status = Status.NOT_FOUND
-
-
-# ---------------------------------------------------------------- identities
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """What a node hands its peers out of band: name, address, certificate, signing key."""
-
-    name: str
-    address: str
-    certificate_pem: bytes
-    signing_public_key: bytes
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return tls.load_certificate(self.certificate_pem)
-
-    @property
-    def certificate_sha256(self) -> str:
-        return tls.certificate_sha256(self.certificate)
-
-    @property
-    def verify_key(self) -> VerifyKey:
-        return VerifyKey(self.signing_public_key)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": IDENTITY_VERSION,
-            "name": self.name,
-            "address": self.address,
-            "tls_certificate": self.certificate_pem.decode("ascii"),
-            "signing_public_key": self.signing_public_key.hex(),
-        }
-
-    def to_bytes(self) -> bytes:
-        return (json.dumps(self.to_json(), indent=2) + "\n").encode("ascii")
-
-
-_IDENTITY_KEYS = {"version", "name", "address", "tls_certificate", "signing_public_key"}
-
-
-def identity_from_json(data: object, *, where: str = "identity") -> Identity:
-    """Validate a parsed identity object (see :func:`load_identity`)."""
-    if not isinstance(data, dict):
-        raise InputError("an identity must be a JSON object", where=where)
-    if data.get("version") != IDENTITY_VERSION:
-        raise InputError(
-            f"identity version must be {IDENTITY_VERSION}, got {data.get('version')!r}", where=where
-        )
-    missing = sorted(_IDENTITY_KEYS - set(data))
-    if missing:
-        raise InputError(f"identity is missing {missing[0]!r}", where=where)
-    unknown = sorted(set(data) - _IDENTITY_KEYS)
-    if unknown:
-        raise InputError(f"identity has unknown key {unknown[0]!r}", where=where)
-    name = check_name(data["name"], where=where)
-    address = data["address"]
-    parse_address(address, where=where)
-    key_hex = data["signing_public_key"]
-    try:
-        key = bytes.fromhex(key_hex) if isinstance(key_hex, str) else b""
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise InputError("signing_public_key must be 32 bytes as 64 hex digits", where=where)
-    if not crypto_core_ed25519_is_valid_point(key):
-        raise InputError("signing_public_key is not a valid Ed25519 public key", where=where)
-    pem = data["tls_certificate"]
-    if not isinstance(pem, str) or not pem.lstrip().startswith("-----BEGIN CERTIFICATE-----"):
-        raise InputError("tls_certificate must be one PEM certificate", where=where)
-    certificate = tls.load_certificate(pem, where=where)
-    tls.check_peer_certificate(certificate, name, where=where)
-    return Identity(name, address, tls.certificate_pem(certificate), key)
-
-
-def load_identity(data: bytes, *, where: str = "identity") -> Identity:
-    """Parse and fully check an identity file: PEM, key, name syntax, address."""
-    try:
-        parsed = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"not valid JSON ({exc})", where=where) from None
-    except RecursionError:
-        raise InputError("not usable JSON: nested too deeply", where=where) from None
-    return identity_from_json(parsed, where=where)
-
-
-# ---------------------------------------------------------------- peers
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """A pinned peer with its effective address and budget (overrides or node defaults)."""
-
-    identity: Identity
-    certificate_sha256: str
-    address: str
-    budget_km2: float
-    window_hours: float
-    max_set_size: int
-    overrides: Mapping[str, str | float]
-
-    @property
-    def name(self) -> str:
-        return self.identity.name
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window_hours * 3600.0
-
-
-def _check_override_number(value: object, what: str, *, allow_zero: bool) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number) and (number > 0 or (allow_zero and number == 0)):
-            return number
-    rule = ">= 0" if allow_zero else "> 0"
-    raise InputError(f"{what} must be a finite number {rule}, got {value!r}")
-
-
-def _peer_overrides(
-    address: object,
-    budget_km2: object,
-    window_hours: object,
-    max_set_size: object = None,
-    *,
-    where: str,
-) -> dict[str, str | float]:
-    overrides: dict[str, str | float] = {}
-    if address is not None:
-        host, port = parse_address(address, where=where)
-        overrides["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if budget_km2 is not None:
-        overrides["budget_km2"] = _check_override_number(
-            budget_km2, f"{where}: budget_km2", allow_zero=True
-        )
-    if window_hours is not None:
-        overrides["window_hours"] = _check_override_number(
-            window_hours, f"{where}: window_hours", allow_zero=False
-        )
-    if max_set_size is not None:
-        if (
-            isinstance(max_set_size, bool)
-            or not isinstance(max_set_size, int)
-            or not MIN_SET_SIZE <= max_set_size <= MAX_SET_SIZE
-        ):
-            raise InputError(
-                f"{where}: max_set_size must be an integer {MIN_SET_SIZE}..{MAX_SET_SIZE}, "
-                f"got {max_set_size!r}"
-            )
-        overrides["max_set_size"] = max_set_size
-    return overrides
 
 
 # ---------------------------------------------------------------- the node
@@ -275,7 +117,7 @@ class Node:
                 f"found {len(self.oprf_master)}",
                 where=OPRF_MASTER_FILE,
             )
-        self._peers = self._load_peers()
+        self.book = PeerBook(self.directory / PEERS_DIR, self.config, node_directory=self.directory)
 
     def __repr__(self) -> str:
         return f"Node(name={self.name!r}, directory={str(self.directory)!r})"
@@ -366,54 +208,6 @@ class Node:
 
     # -- peers
 
-    def _load_peers(self) -> dict[str, Peer]:
-        directory = self.directory / PEERS_DIR
-        if not directory.is_dir():
-            raise InputError("missing peers directory", where=PEERS_DIR)
-        peers: dict[str, Peer] = {}
-        for path in sorted(directory.glob("*.json")):
-            peer = self._read_peer_file(path)
-            peers[peer.name] = peer
-        return peers
-
-    def _read_peer_file(self, path: Path) -> Peer:
-        where = f"{PEERS_DIR}/{path.name}"
-        try:
-            data = json.loads(read_bytes(path, what="peer file"))
-        except ValueError as exc:
-            raise InputError(f"not valid JSON ({exc})", where=where) from None
-        except RecursionError:
-            raise InputError("not usable JSON: nested too deeply", where=where) from None
-        if not isinstance(data, dict) or data.get("version") != PEER_FILE_VERSION:
-            raise InputError(f"not a version {PEER_FILE_VERSION} peer file", where=where)
-        identity = identity_from_json(data.get("identity"), where=where)
-        if path.stem != identity.name:
-            raise InputError(f"holds the identity of {identity.name!r}", where=where)
-        if data.get("certificate_sha256") != identity.certificate_sha256:
-            raise InputError(
-                "the pinned fingerprint does not match the stored certificate", where=where
-            )
-        overrides = _peer_overrides(
-            data.get("address"),
-            data.get("budget_km2"),
-            data.get("window_hours"),
-            data.get("max_set_size"),
-            where=where,
-        )
-        return self._resolve_peer(identity, overrides)
-
-    def _resolve_peer(self, identity: Identity, overrides: dict[str, str | float]) -> Peer:
-        budget = self.config.budget
-        return Peer(
-            identity=identity,
-            certificate_sha256=identity.certificate_sha256,
-            address=str(overrides.get("address", identity.address)),
-            budget_km2=float(overrides.get("budget_km2", budget.km2_per_window)),
-            window_hours=float(overrides.get("window_hours", budget.window_hours)),
-            max_set_size=int(overrides.get("max_set_size", self.config.limits.max_mutual_set_size)),
-            overrides=overrides,
-        )
-
     def allowances(self, peer: Peer, operation: Operation) -> Allowances:
         """What a request from (or about) ``peer`` is charged against.
 
@@ -439,6 +233,21 @@ class Node:
             mutual_calls=mutual_calls,
         )
 
+    def peers(self) -> list[Peer]:
+        """Pinned peers, by name."""
+        return self.book.peers()
+
+    def peer(self, name: str) -> Peer:
+        return self.book.peer(name)
+
+    def peer_by_certificate(self, certificate: bytes | str) -> Peer | None:
+        """The peer pinned to exactly this certificate (PEM or DER), if any."""
+        return self.book.peer_by_certificate(certificate)
+
+    def trusted_roots_pem(self) -> bytes:
+        """Every pinned certificate, concatenated: the gRPC server's client roots."""
+        return self.book.trusted_roots_pem()
+
     def add_peer(
         self,
         identity: Identity,
@@ -449,79 +258,36 @@ class Node:
         max_set_size: int | None = None,
         replace: bool = False,
     ) -> Peer:
-        """Pin ``identity``'s certificate under its name, with optional overrides.
-
-        Refuses this node's own name or certificate, a certificate or signing key
-        already pinned for another name (callers must be identifiable), and
-        re-pinning an existing name unless ``replace``.
-        """
-        overrides = _peer_overrides(address, budget_km2, window_hours, max_set_size, where="peer")
-        fingerprint = identity.certificate_sha256
-        if identity.name == self.name or fingerprint == self.certificate_sha256:
+        """Pin ``identity``'s certificate under its name (see :meth:`PeerBook.add`)."""
+        if identity.name == self.name or identity.certificate_sha256 == self.certificate_sha256:
             raise InputError(f"{identity.name!r} is this node's own identity, not a peer")
-        existing = self._peers.get(identity.name)
-        if existing is not None and not replace:
+        return self.book.add(
+            identity,
+            overrides=peer_overrides(address, budget_km2, window_hours, max_set_size, where="peer"),
+            replace=replace,
+        )
+
+    def update_peer(
+        self,
+        name: str,
+        *,
+        address: str | None = None,
+        budget_km2: float | None = None,
+        window_hours: float | None = None,
+        max_set_size: int | None = None,
+    ) -> Peer:
+        """Change what is given of a pinned peer's address, budget, window and largest set."""
+        changes = peer_overrides(address, budget_km2, window_hours, max_set_size, where="peer")
+        if not changes:
             raise InputError(
-                f"peer {identity.name} is already pinned "
-                f"(certificate sha256 {existing.certificate_sha256[:16]}...)",
-                hint="pass --replace to pin the new identity instead",
+                "nothing to update",
+                hint="give --budget-km2, --window-hours, --address or --max-set-size",
             )
-        for other in self._peers.values():
-            if other.name == identity.name:
-                continue
-            if other.certificate_sha256 == fingerprint:
-                raise InputError(f"this certificate is already pinned for peer {other.name}")
-            if other.identity.signing_public_key == identity.signing_public_key:
-                raise InputError(f"this signing key is already pinned for peer {other.name}")
-        record: dict[str, Any] = {
-            "version": PEER_FILE_VERSION,
-            "identity": identity.to_json(),
-            "certificate_sha256": fingerprint,
-            "address": overrides.get("address"),
-            "budget_km2": overrides.get("budget_km2"),
-            "window_hours": overrides.get("window_hours"),
-            "max_set_size": overrides.get("max_set_size"),
-        }
-        path = self.directory / PEERS_DIR / f"{identity.name}.json"
-        atomic_write(path, (json.dumps(record, indent=2) + "\n").encode("ascii"))
-        peer = self._resolve_peer(identity, overrides)
-        self._peers[peer.name] = peer
-        return peer
+        return self.book.update(name, changes)
 
-    def peers(self) -> list[Peer]:
-        """Pinned peers, by name."""
-        return [self._peers[name] for name in sorted(self._peers)]
-
-    def peer(self, name: str) -> Peer:
-        try:
-            return self._peers[name]
-        except KeyError:
-            known = ", ".join(sorted(self._peers)) or "none yet"
-            raise UnknownPeer(
-                f"unknown peer {name!r} (pinned peers: {known})",
-                hint=f"pin it with: hexpsi peer add {self.directory} IDENTITY.json",
-            ) from None
-
-    def peer_by_certificate(self, certificate: bytes | str) -> Peer | None:
-        """The peer pinned to exactly this certificate (PEM or DER), if any.
-
-        For identifying a TLS caller from the certificate gRPC verified
-        (``context.auth_context()["x509_pem_cert"][0]``).
-        """
-        fingerprint = tls.certificate_sha256(tls.load_certificate(certificate))
-        for peer in self._peers.values():
-            if secrets.compare_digest(peer.certificate_sha256, fingerprint):
-                return peer
-        return None
-
-    def trusted_roots_pem(self) -> bytes:
-        """Every pinned certificate, concatenated: the gRPC server's client roots."""
-        if not self._peers:
-            raise LocalProtocolError(
-                "no peers are pinned, so no client could ever be accepted",
-                hint=f"pin one with: hexpsi peer add {self.directory} IDENTITY.json",
-            )
-        return b"".join(peer.identity.certificate_pem for peer in self.peers())
+    def remove_peer(self, name: str) -> Peer:
+        """Unpin ``name``: a running server refuses its next call and ends its open ones."""
+        return self.book.remove(name)
 
 
 # ---------------------------------------------------------------- init

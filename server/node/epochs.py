@@ -40,7 +40,13 @@ from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes
 from hexpsi.protocol.snapshot.gcs import GcsParams, SnapshotReader
 from hexpsi.server.node.directory import Node
-from hexpsi.server.node.files import SECRET_MODE, atomic_write, fsync_directory, make_private_dir
+from hexpsi.server.node.files import (
+    SECRET_MODE,
+    atomic_write,
+    ensure_private_dir,
+    fsync_directory,
+    make_private_dir,
+)
 from hexpsi.server.workers import PoolKind, local_mapper
 
 log = logging.getLogger(__name__)
@@ -252,8 +258,7 @@ class EpochStore:
         config = self.node.config
         cells = list(protected_cells)
         sequence = self.next_sequence()
-        if not self.root.exists():
-            make_private_dir(self.root)
+        ensure_private_dir(self.root)
         staging = self.root / f".{sequence:06d}.building"
         shutil.rmtree(staging, ignore_errors=True)
         make_private_dir(staging)

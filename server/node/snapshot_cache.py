@@ -40,7 +40,7 @@ from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
 from hexpsi.protocol.errors import HexpsiError, VerificationError
 from hexpsi.protocol.snapshot.gcs import SnapshotReader
 from hexpsi.protocol.snapshot.merkle import leaf_hash
-from hexpsi.server.node.files import atomic_write, make_private_dir
+from hexpsi.server.node.files import atomic_write, ensure_private_dir
 
 CACHE_DIR = "cache"
 LEAF_SIZE = 32
@@ -54,8 +54,7 @@ class CachedSnapshot:
         self.directory = directory
         self.descriptor = descriptor
         self.params = snapshot_params(descriptor.descriptor)
-        if not directory.exists():
-            make_private_dir(directory)
+        ensure_private_dir(directory)
         self._offsets: list[int] = [0]
         self.reader = SnapshotReader(self.params, self._read_block)
         self._load_existing()
@@ -205,10 +204,8 @@ class SnapshotCache:
 
     def _peer_dir(self, peer: str) -> Path:
         directory = self.root / peer
-        if not directory.exists():
-            if not self.root.exists():
-                make_private_dir(self.root)
-            make_private_dir(directory)
+        ensure_private_dir(self.root)
+        ensure_private_dir(directory)
         return directory
 
     def _read_latest(self, peer: str) -> tuple[int, str] | None:

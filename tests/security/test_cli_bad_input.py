@@ -32,13 +32,13 @@ from hexpsi.server.node.directory import (
     AUDIT_FILE,
     LEDGER_FILE,
     OPRF_MASTER_FILE,
-    PEERS_DIR,
     SIGNING_KEY_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
     Node,
 )
 from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR, EpochStore
+from hexpsi.server.node.peers import PEERS_DIR
 from tests.security.hostile_helpers import (
     RESPONDER,
     ServerThread,
