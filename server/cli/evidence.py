@@ -181,6 +181,7 @@ def _dumps(value: dict[str, object]) -> str:
 
 def run_open(args: argparse.Namespace) -> int:
     import os
+    import time
 
     from hexpsi.protocol.check.cell_opening import open_committed_cell, verify_standalone_opening
     from hexpsi.protocol.errors import FailedPrecondition
@@ -190,7 +191,7 @@ def run_open(args: argparse.Namespace) -> int:
 
     cell = _cell(args.cell)
     node = Node(args.directory)
-    epoch = EpochStore(node).current()
+    epoch = EpochStore(node).serving(time.time())
     if epoch is None:
         raise FailedPrecondition(
             f"{node.name} has no epoch to open a cell of",

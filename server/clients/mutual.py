@@ -163,7 +163,7 @@ async def run_mutual(
         with WorkerPool(name="hexpsi-mutual") as own:
             return await run_mutual(node, peer_name, plaintext=plaintext, now=now, pool=own)
     peer = node.peer(peer_name)
-    epoch = EpochStore(node).current()
+    epoch = EpochStore(node).serving(now())
     if epoch is None:
         raise LocalProtocolError(
             f"node {node.name!r} has no protected positions to compare",

@@ -19,22 +19,31 @@ directory) because the mutual proximity check runs over the node's own map.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import struct
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hexpsi.protocol.crypto.group import ELEMENT_SIZE
 from hexpsi.protocol.crypto.keys import epoch_keys
 from hexpsi.protocol.crypto.oprf import KeyPair
-from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
+from hexpsi.protocol.epoch import schedule
+from hexpsi.protocol.epoch.descriptor import Descriptor, SignedDescriptor, snapshot_params
+from hexpsi.protocol.epoch.schedule import EpochTimes
 from hexpsi.protocol.epoch.start import start_epoch
-from hexpsi.protocol.errors import InputError, LocalProtocolError, RemoteProtocolError, Status
+from hexpsi.protocol.errors import (
+    HexpsiError,
+    InputError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Status,
+)
 from hexpsi.protocol.mutual.sets import mutual_points
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes
@@ -59,6 +68,8 @@ processes against 17-18 s with two threads on the same loaded 2-core machine).""
 
 EPOCHS_DIR = "epochs"
 CURRENT_FILE = "current"
+SOURCES_FILE = "sources.json"
+"""What ``positions`` read for an epoch (files, their SHA-256, the options), owner-only."""
 MUTUAL_POINTS_FILE = "mutual_points"
 CELLS_FILE = "cells"
 KEEP_EPOCHS = 2
@@ -207,6 +218,7 @@ class EpochStore:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.root = node.directory / EPOCHS_DIR
+        self._schedule: tuple[object, list[EpochTimes]] | None = None
 
     def _current_file(self) -> Path:
         return self.root / CURRENT_FILE
@@ -246,6 +258,51 @@ class EpochStore:
             return None
         return stat.st_ino, stat.st_mtime_ns
 
+    def schedule(self) -> list[EpochTimes]:
+        """Every stored epoch's sequence and validity, oldest first (from their descriptors,
+        not verified: for choosing which to load, which :meth:`load` then verifies)."""
+        if not self.root.is_dir():
+            return []
+        marker = (self.root.stat().st_mtime_ns, self.current_marker())
+        if self._schedule is not None and self._schedule[0] == marker:
+            return self._schedule[1]
+        times = []
+        for path in sorted(self.root.iterdir()):
+            if not path.name.isdigit():
+                continue
+            try:
+                d = Descriptor.decode((path / "descriptor").read_bytes())
+            except (OSError, HexpsiError):
+                continue
+            times.append(EpochTimes(int(path.name), d.created_at, d.valid_until))
+        self._schedule = (marker, times)
+        return times
+
+    def serving_times(self, now: float) -> EpochTimes | None:
+        """The epoch to serve at ``now``: the newest published that has begun.
+
+        ``current`` names the last published epoch; if it is missing or damaged,
+        loading it raises the error that says what is wrong.
+        """
+        latest = self.current_sequence()
+        times = self.schedule()
+        if latest is not None and all(t.sequence != latest for t in times):
+            self.load(latest)
+        return schedule.serving(times, latest=latest, now=now)
+
+    def serving(self, now: float) -> ServedEpoch | None:
+        """The epoch to serve at ``now``, loaded and verified (None before the first)."""
+        latest = self.current_sequence()
+        if latest is None:
+            return None
+        times = self.serving_times(now)
+        if times is not None:
+            return self.load(times.sequence)
+        if any(t.sequence == latest for t in self.schedule()):
+            return None  # the first epoch is scheduled and has not begun
+        # ``current`` names an epoch missing from the schedule: loading it says what is wrong.
+        return self.load(latest)
+
     def create(
         self,
         protected_cells: Iterable[int],
@@ -253,9 +310,25 @@ class EpochStore:
         now: float,
         rng: RandomBytes = os.urandom,
         workers: int | None = None,
+        valid_from: float | None = None,
+        valid_until: float | None = None,
+        sources: Mapping[str, object] | None = None,
     ) -> ServedEpoch:
-        """Build a new epoch from ``protected_cells`` and make it current."""
+        """Build a new epoch from ``protected_cells`` and publish it.
+
+        It is served from ``valid_from`` (default ``now``: at once) until
+        ``valid_until`` (default: the configured validity later); one that starts
+        later is scheduled, and the server switches to it when it begins.
+        ``sources`` (what ``positions`` read, and how) is kept beside the epoch.
+        """
         config = self.node.config
+        created_at = now if valid_from is None else valid_from
+        if valid_until is None:
+            valid_until = created_at + config.epoch_validity_hours * 3600.0
+        if not valid_until > created_at:
+            raise InputError("an epoch must end after it begins (check --valid-from/--valid-until)")
+        if valid_until <= now:
+            raise InputError("that epoch would already have ended (check --valid-until)")
         cells = list(protected_cells)
         sequence = self.next_sequence()
         ensure_private_dir(self.root)
@@ -282,8 +355,8 @@ class EpochStore:
                     protected_cells=cells,
                     res=config.res,
                     res_min=config.res_min,
-                    now=now,
-                    validity_seconds=config.epoch_validity_hours * 3600.0,
+                    now=created_at,
+                    validity_seconds=valid_until - created_at,
                     max_query_tokens=config.limits.max_query_tokens,
                     rng=rng,
                     sink=sink,
@@ -297,6 +370,12 @@ class EpochStore:
             atomic_write(staging / CELLS_FILE, raw_cells, mode=SECRET_MODE)
             atomic_write(staging / "descriptor", epoch.descriptor.encoded)
             atomic_write(staging / "signature", epoch.descriptor.signature)
+            if sources is not None:
+                atomic_write(
+                    staging / SOURCES_FILE,
+                    json.dumps(sources, indent=1, sort_keys=True).encode(),
+                    mode=SECRET_MODE,
+                )
             final = self.root / f"{sequence:06d}"
             os.replace(staging, final)
             fsync_directory(self.root)
@@ -304,7 +383,9 @@ class EpochStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         atomic_write(self._current_file(), f"{sequence}\n".encode())
-        self._prune(keep_from=sequence - KEEP_EPOCHS + 1)
+        served = self.serving_times(now)
+        oldest_kept = min(sequence, served.sequence if served else sequence) - KEEP_EPOCHS + 1
+        self._prune(keep_from=oldest_kept)
         log.info(
             "epoch %d: %d tokens, snapshot %d values in %d bytes",
             sequence,

@@ -32,6 +32,7 @@ from hexpsi.protocol.check.messages import Query, Receipt, Response
 from hexpsi.protocol.check.session import Assessment, ResponderCheck
 from hexpsi.protocol.errors import FailedPrecondition, HexpsiError, NotFound, RemoteProtocolError
 from hexpsi.protocol.randomness import RandomBytes
+from hexpsi.protocol.times import rfc3339
 from hexpsi.server.node.directory import Node, Peer
 from hexpsi.server.node.epochs import ServedEpoch
 from hexpsi.server.node.files import atomic_write, ensure_private_dir
@@ -109,31 +110,31 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
     ) -> check_pb2.GetDescriptorResponse:
         async def work() -> check_pb2.GetDescriptorResponse:
             self.caller(context)
-            epoch = self.epochs.get()
+            epoch = self.epochs.get(self.clock())
             return check_pb2.GetDescriptorResponse(
                 descriptor=epoch.descriptor.encoded, signature=epoch.descriptor.signature
             )
 
         return await self._guard(context, work())
 
-    def _unexpired_epoch(self, now: float) -> ServedEpoch:
-        """The current epoch, refused once it has expired: no peer can use it any more.
+    def _unexpired_epoch(self, now: float, epoch: ServedEpoch) -> ServedEpoch:
+        """``epoch`` (the one a request named), refused once it has expired: no peer
+        can use it any more.
 
         The proposer would refuse the signed descriptor as expired anyway; saying so
         here, before a snapshot is streamed or a query validated, tells both sides
         what to fix (the responder's operator sets the positions again).
         """
-        epoch = self.epochs.get()
         valid_until = epoch.descriptor.descriptor.valid_until
         if now > valid_until:
             log.warning(
-                "epoch %d expired at %.0f and no newer one is set (run hexpsi positions)",
+                "epoch %d expired at %s and no newer one is set (run hexpsi positions)",
                 epoch.sequence,
-                valid_until,
+                rfc3339(valid_until),
             )
             raise FailedPrecondition(
                 f"node {self.node.name!r} has no current epoch: epoch {epoch.sequence} expired "
-                f"at {valid_until:.0f} (Unix time); its operator must set its positions again",
+                f"at {rfc3339(valid_until)}; its operator must set its positions again",
             )
         return epoch
 
@@ -153,7 +154,8 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
 
         async def work() -> None:
             peer = self.caller(context)
-            epoch = self._unexpired_epoch(self.clock())
+            now = self.clock()
+            epoch = self._unexpired_epoch(now, self.epochs.for_id(request.epoch_id, now))
             if request.epoch_id != epoch.descriptor.descriptor.epoch_id:
                 raise FailedPrecondition("that epoch is not current; fetch the descriptor again")
             count = epoch.blocks.count
@@ -208,7 +210,8 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         peer = self.caller(context)
         with self.session_slot(peer):
             now = self.clock()
-            epoch = self._unexpired_epoch(now)
+            named = self.epochs.for_digest(request.descriptor_digest, now)
+            epoch = self._unexpired_epoch(now, named)
             allowances = self.node.allowances(peer, Operation.CHECK)
             what = f"a check by {peer.name}"
             declared = declared_area_km2(request, epoch.descriptor.descriptor)

@@ -179,7 +179,7 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
     ) -> AsyncGenerator[mutual_pb2.MutualResponse, None]:
         start = read_start(await stream.next("the start"))
         now = self.clock()
-        epoch = self.epochs.get()
+        epoch = self.epochs.for_digest(start.descriptor_digest, now)
         admission = await asyncio.to_thread(self._admit, peer, epoch, start, now)
         try:
             inputs = await asyncio.to_thread(epoch.mutual_inputs, self.pool.map)

@@ -23,6 +23,7 @@ import pytest
 from hexpsi.protocol.budget import cell_area_km2
 from hexpsi.protocol.check.messages import Receipt
 from hexpsi.protocol.crypto.group import IDENTITY, validate_element
+from hexpsi.protocol.epoch.schedule import HANDOVER_SECONDS
 from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR, BlockFile
 from hexpsi.server.node.ledger import Admission
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2
@@ -162,6 +163,7 @@ async def test_a_stale_descriptor_digest_fails_its_precondition(
         stub = check_stub(channel)
         old = await current_descriptor(stub, pair.responder)
         make_epoch(pair.responder)
+        make_epoch(pair.responder)  # two epochs on: past any hand-over
         error = await refused(stub.Evaluate(evaluate_request(old.digest), timeout=10))
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "fetch the current descriptor" in (error.details() or "")
@@ -172,8 +174,31 @@ async def test_a_stale_descriptor_digest_fails_its_precondition(
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "not current" in (error.details() or "")
         new = await current_descriptor(stub, pair.responder)
-        assert new.descriptor.sequence == 2
+        assert new.descriptor.sequence == 3
         await stub.Evaluate(evaluate_request(new.digest), timeout=10)
+
+
+async def test_the_replaced_epoch_is_answered_during_the_hand_over_only(
+    pair: Pair, served: RunningServer
+) -> None:
+    """A check that fetched the descriptor just before a new epoch began still completes."""
+    async with tls_channel(pair.responder, pair.proposer) as channel:
+        stub = check_stub(channel)
+        old = await current_descriptor(stub, pair.responder)
+        make_epoch(pair.responder)
+        reply = await stub.Evaluate(evaluate_request(old.digest), timeout=10)
+        assert Receipt.decode(reply.receipt).epoch_id == old.descriptor.epoch_id
+        chunks = await _drain(
+            stub.GetSnapshot(
+                check_pb2.GetSnapshotRequest(epoch_id=old.descriptor.epoch_id), timeout=10
+            )
+        )
+        assert chunks
+        later = time.time() + HANDOVER_SECONDS + 1
+        served.servicer.clock = lambda: later
+        error = await refused(stub.Evaluate(evaluate_request(old.digest), timeout=10))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "fetch the current descriptor" in (error.details() or "")
 
 
 async def _drain(call: grpc.aio.UnaryStreamCall) -> list[check_pb2.GetSnapshotResponse]:  # type: ignore[type-arg]
