@@ -46,3 +46,23 @@ def moment_from_now(moment: float, now: float) -> str:
     if moment >= now:
         return f"{rfc3339(moment)} (in {duration_words(moment - now)})"
     return f"{rfc3339(moment)} ({duration_words(now - moment)} ago)"
+
+
+def parse_moment(text: str, *, what: str = "time") -> float:
+    """An RFC 3339 / ISO 8601 time with its zone (``2026-12-05T06:00:00Z``) as Unix seconds.
+
+    A time without a zone is refused rather than read in the machine's local zone.
+    """
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(
+            f"{what} {text!r} is not a time like 2026-12-05T06:00:00Z",
+            hint="write it as RFC 3339: date, T, time and a zone (Z for UTC)",
+        ) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InputError(
+            f"{what} {text!r} has no time zone",
+            hint="add Z for UTC (or an offset such as +02:00)",
+        )
+    return when.timestamp()

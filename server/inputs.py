@@ -14,6 +14,7 @@ it declares one.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class Inputs:
 
     features: tuple[Feature, ...]
     sources: tuple[str, ...]
+    digests: tuple[str, ...] = ()
+    """SHA-256 (hex) of each source's bytes as read, in the order of ``sources``."""
 
     def summary(self, cells: Collection[int]) -> str:
         """The line saying what was read and what ``cells`` (its cover) amount to."""
@@ -83,18 +86,23 @@ def read_inputs(
     if radius is not None:
         radius = check_distance(radius, "--radius-m")
     sources = []
+    digests = []
     for name in names:
         shown = source_name(name)
-        features = read_features(
-            read_input(name), source=shown, default_radius_m=radius, fields=options.fields
-        )
+        raw = read_input(name)
+        digests.append(hashlib.sha256(raw).hexdigest())
+        features = read_features(raw, source=shown, default_radius_m=radius, fields=options.fields)
         if theatre is not None:
             try:
                 theatre.check_features(features, hint=theatre_hint)
             except InputError as error:
                 raise InputError(error.message, where=shown, hint=error.hint) from error
         sources.append(Source(shown, tuple(features)))
-    return Inputs(tuple(merge_sources(sources)), tuple(source.name for source in sources))
+    return Inputs(
+        tuple(merge_sources(sources)),
+        tuple(source.name for source in sources),
+        tuple(digests),
+    )
 
 
 def read_node_inputs(

@@ -123,6 +123,10 @@ class NodeConfig:
     res: int = DEFAULT_RES
     res_min: int = DEFAULT_RES_MIN
     epoch_validity_hours: float = 24.0
+    renew_before_hours: float = 6.0
+    """A running server publishes a fresh epoch (same positions, new keys) this long
+    before the served one expires; 0 turns renewal off. Default: a quarter of the
+    validity."""
     limits: Limits = field(default_factory=Limits)
     budget: Budget = field(default_factory=Budget)
 
@@ -144,6 +148,14 @@ class NodeConfig:
         res = reader.integer("res", DEFAULT_RES, MIN_RES, MAX_RES)
         res_min = reader.integer("res_min", DEFAULT_RES_MIN, 0, res)
         validity = reader.positive("epoch_validity_hours", 24.0)
+        renew_before = reader.non_negative("renew_before_hours", validity / 4)
+        if renew_before >= validity:
+            raise InputError(
+                f"renew_before_hours ({renew_before:g}) must be less than "
+                f"epoch_validity_hours ({validity:g})",
+                where=where,
+                hint="renewal starts that long before an epoch expires; 0 turns it off",
+            )
         table = reader.table("limits")
         limits = Limits(
             **{
@@ -166,7 +178,17 @@ class NodeConfig:
         )
         table.finish()
         reader.finish()
-        return cls(name, listen, address, res, res_min, validity, limits, budget)
+        return cls(
+            name,
+            listen,
+            address,
+            res,
+            res_min,
+            epoch_validity_hours=validity,
+            renew_before_hours=renew_before,
+            limits=limits,
+            budget=budget,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -48,6 +48,7 @@ from hexpsi.protocol.mutual.sets import mutual_points
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes
 from hexpsi.protocol.snapshot.gcs import GcsParams, SnapshotReader
+from hexpsi.protocol.times import rfc3339
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.files import (
     SECRET_MODE,
@@ -325,10 +326,16 @@ class EpochStore:
         created_at = now if valid_from is None else valid_from
         if valid_until is None:
             valid_until = created_at + config.epoch_validity_hours * 3600.0
-        if not valid_until > created_at:
-            raise InputError("an epoch must end after it begins (check --valid-from/--valid-until)")
         if valid_until <= now:
-            raise InputError("that epoch would already have ended (check --valid-until)")
+            raise InputError(
+                f"an epoch valid until {rfc3339(valid_until)} would already have ended",
+                hint="give a --valid-until in the future",
+            )
+        if not valid_until > created_at:
+            raise InputError(
+                f"an epoch must end after it begins ({rfc3339(created_at)})",
+                hint="give a --valid-until after --valid-from",
+            )
         cells = list(protected_cells)
         sequence = self.next_sequence()
         ensure_private_dir(self.root)

@@ -27,12 +27,14 @@ from hexpsi.server.node.config import parse_address
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.epochs import EpochStore
 from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.node.running import Claim, claim
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
 from hexpsi.server.services.check import CheckServicer
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.gate import CountStreams, PeerGate
 from hexpsi.server.services.malformed import RejectMalformed
 from hexpsi.server.services.mutual import MutualServicer
+from hexpsi.server.services.peer_watch import PeerWatcher
 from hexpsi.server.services.refusals import RefusalTally
 from hexpsi.server.services.shared import Shared
 from hexpsi.server.services.upkeep import Upkeep
@@ -81,7 +83,10 @@ class RunningServer:
     audit: AuditLog
     pool: WorkerPool
     upkeep: Upkeep
-    housekeeping: asyncio.Task[None]
+    background: list[asyncio.Task[None]]
+    """Housekeeping and the peer watcher, cancelled at stop."""
+    claim: Claim
+    peers: PeerWatcher
     stopped: bool = False
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
@@ -94,7 +99,8 @@ class RunningServer:
         self.stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        self.housekeeping.cancel()
+        for task in self.background:
+            task.cancel()
         self.pool.shutdown()
         try:
             await asyncio.to_thread(self.upkeep.run_once)
@@ -103,6 +109,7 @@ class RunningServer:
         finally:
             self.ledger.close()
             self.audit.close()
+            self.claim.close()
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -128,19 +135,45 @@ async def start_server(
             f"refusing plaintext on {address}: plaintext is only for loopback testing",
             hint="listen on 127.0.0.1 or drop --plaintext to use mutual TLS",
         )
-    credentials = None
-    if not plaintext:
-        # Before any store is opened: a node that pinned nobody is refused here.
-        credentials = grpc.ssl_server_credentials(
-            [(node.tls_key_pem, node.tls_certificate_pem)],
-            root_certificates=node.trusted_roots_pem(),
-            require_client_auth=True,
+    gate = PeerGate(node, plaintext=plaintext)
+    peers = PeerWatcher(node, gate)
+    # Before any store is opened: a node that pinned nobody is refused here.
+    credentials = None if plaintext else peers.credentials()
+    held = claim(node.directory, address, now=time.time()) if port else None
+    try:
+        return await _start(
+            node,
+            host=host,
+            port=port,
+            address=address,
+            plaintext=plaintext,
+            credentials=credentials,
+            gate=gate,
+            peers=peers,
+            held=held,
         )
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
+
+
+async def _start(
+    node: Node,
+    *,
+    host: str,
+    port: int,
+    address: str,
+    plaintext: bool,
+    credentials: grpc.ServerCredentials | None,
+    gate: PeerGate,
+    peers: PeerWatcher,
+    held: Claim | None,
+) -> RunningServer:
     ledger = node.open_ledger()
     audit = node.open_audit_log()
     # One pool, one gate, one refusal tally and one view of the current epoch for every service.
     pool = WorkerPool(name="hexpsi-serve")
-    gate = PeerGate(node, plaintext=plaintext)
     epochs = EpochWatcher(EpochStore(node))
     refusals = RefusalTally(audit, started=time.time())
     shared = Shared(
@@ -166,18 +199,26 @@ async def start_server(
             bound = server.add_insecure_port(bind)
         else:
             bound = server.add_secure_port(bind, credentials)
-    except RuntimeError as exc:
+        if held is None:
+            held = claim(node.directory, f"{host}:{bound}", now=time.time())
+    except (RuntimeError, HexpsiError) as exc:
         pool.shutdown()
         ledger.close()
         audit.close()
+        if isinstance(exc, HexpsiError):
+            raise
         raise InputError(f"cannot listen on {address}: {exc}") from None
+    held.applied(peers=peers.digest)
+    peers.applied = lambda digest: held.applied(peers=digest)
     await server.start()
     for name in ("", *SERVICE_NAMES[:2]):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
     log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
-    housekeeping = asyncio.create_task(upkeep.loop())
-    return RunningServer(server, bound, servicer, health, ledger, audit, pool, upkeep, housekeeping)
+    background = [asyncio.create_task(upkeep.loop()), asyncio.create_task(peers.loop())]
+    return RunningServer(
+        server, bound, servicer, health, ledger, audit, pool, upkeep, background, held, peers
+    )
 
 
 async def serve(node: Node, *, plaintext: bool = False) -> None:

@@ -8,7 +8,8 @@ metadata it sends. Every service of a node shares one :class:`PeerGate`, so
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -35,6 +36,7 @@ class PeerGate:
         self.node = node
         self.plaintext = plaintext
         self._active: dict[str, int] = {}
+        self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
 
     def caller(self, context: grpc.aio.ServicerContext) -> Peer:  # type: ignore[type-arg]
         """The pinned peer making this call, or a refusal."""
@@ -78,10 +80,27 @@ class PeerGate:
                 f"peer {peer.name} already has {limit} calls in progress; retry when one ends",
             )
         self._active[peer.name] = self._active.get(peer.name, 0) + 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.setdefault(peer.name, set()).add(task)
         try:
             yield
         finally:
             self._active[peer.name] -= 1
+            if task is not None:
+                self._tasks[peer.name].discard(task)
+
+    def revoke(self, names: Iterable[str]) -> int:
+        """End the open calls of peers that are no longer pinned; returns how many.
+
+        Their next calls are refused by :meth:`caller`, which no longer finds them.
+        """
+        ended = 0
+        for name in names:
+            for task in self._tasks.pop(name, set()):
+                task.cancel()
+                ended += 1
+        return ended
 
 
 STREAMING_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

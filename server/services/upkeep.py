@@ -1,15 +1,17 @@
-"""What a running server does now and then: log refusals, prune the ledger, finish records.
+"""What a running server does now and then: log refusals, prune the ledger, renew epochs.
 
 At start, charges that a stopped process left without their record (between
 charge and audit entry) get an audit entry, so no charged area goes unlogged.
-Every interval, counted refusals become audit entries, and the ledger drops
-charges no budget window can count any more and session ids of past epochs.
+Every interval, counted refusals become audit entries, the ledger drops
+charges no budget window can count any more and session ids of past epochs,
+and the epoch is renewed when it ends within ``renew_before_hours``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 
 from hexpsi.protocol.errors import HexpsiError
@@ -17,6 +19,7 @@ from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.ledger import Ledger
+from hexpsi.server.node.renewal import try_renewal
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.refusals import INTERVAL_SECONDS, RefusalTally
 
@@ -44,6 +47,8 @@ class Upkeep:
         self.refusals = refusals
         self.epochs = epochs
         self.clock = clock
+        self._busy = threading.Lock()
+        """Held while a step runs in its thread: stopping waits for it before closing stores."""
 
     def recover(self) -> int:
         """Log every charge a stopped process left unrecorded; the area stays charged."""
@@ -71,11 +76,17 @@ class Upkeep:
 
     def run_once(self) -> None:
         """Flush refusals and prune the ledger."""
+        with self._busy:
+            self._run_once()
+
+    def _run_once(self) -> None:
         now = self.clock()
         self.refusals.flush(now)
         try:
-            epoch = self.epochs.get()
-            sessions_before = epoch.descriptor.descriptor.created_at - CLOCK_SKEW_SECONDS
+            # Session ids stay while an epoch they could be replayed against is answered.
+            answering = self.epochs.answering(now)
+            began = min(epoch.descriptor.descriptor.created_at for epoch in answering)
+            sessions_before = began - CLOCK_SKEW_SECONDS
         except HexpsiError:
             sessions_before = 0.0
         charges, sessions = self.ledger.prune(
@@ -84,9 +95,26 @@ class Upkeep:
         if charges or sessions:
             log.info("pruned %d old charges and %d past session ids", charges, sessions)
 
-    async def loop(self, interval: float = INTERVAL_SECONDS) -> None:
-        """``run_once`` every ``interval`` seconds until cancelled."""
+    def renew(self) -> None:
+        """Publish a fresh epoch if the served one ends soon (failures are logged)."""
+        with self._busy:
+            epoch = try_renewal(self.epochs.store, self.audit, now=self.clock())
+        if epoch is not None:
+            epoch.blocks.close()
+
+    def interval(self) -> float:
+        """Often enough to renew in time: a quarter of ``renew_before_hours``, at most
+        ``INTERVAL_SECONDS``, at least a second."""
+        renew_before = self.node.config.renew_before_hours * 3600.0
+        if renew_before <= 0:
+            return INTERVAL_SECONDS
+        return min(INTERVAL_SECONDS, max(1.0, renew_before / 4))
+
+    async def loop(self, interval: float | None = None) -> None:
+        """Renew at once if due, then housekeeping every ``interval`` seconds until cancelled."""
+        interval = self.interval() if interval is None else interval
         while True:
+            await asyncio.to_thread(self.renew)
             await asyncio.sleep(interval)
             try:
                 await asyncio.to_thread(self.run_once)

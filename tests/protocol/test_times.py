@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hexpsi.protocol.errors import InputError
-from hexpsi.protocol.times import duration_words, moment_from_now, rfc3339
+from hexpsi.protocol.times import duration_words, moment_from_now, parse_moment, rfc3339
 
 
 def test_rfc3339_is_utc_with_a_z_to_the_second() -> None:
@@ -43,3 +43,20 @@ def test_a_moment_is_placed_from_now() -> None:
 def test_a_non_moment_is_an_input_error(moment: float) -> None:
     with pytest.raises(InputError):
         rfc3339(moment)
+
+
+def test_a_moment_is_read_with_its_zone() -> None:
+    assert parse_moment("1970-01-01T00:00:00Z") == 0.0
+    assert parse_moment("1970-01-01T02:00:00+02:00") == 0.0
+    assert parse_moment(rfc3339(1_796_000_000)) == 1_796_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("2026-12-05T06:00:00", "no time zone"), ("tomorrow", "is not a time"), ("", "not a time")],
+)
+def test_a_moment_without_a_zone_or_in_words_is_refused(text: str, says: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_moment(text, what="--valid-from")
+    assert says in caught.value.message
+    assert "--valid-from" in caught.value.message

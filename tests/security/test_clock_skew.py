@@ -35,7 +35,6 @@ from tests.security.hostile_helpers import (
     audit_kinds,
     clock_after,
     edit_config,
-    make_epoch,
     make_pair,
     serving,
 )
@@ -60,12 +59,16 @@ def pair_for(root: Path, offset: float) -> Pair:
 
     When the skewed side runs behind, the epoch is built 21 h ago (valid for 24 h),
     so a statement dated 20 h back still lies inside it: the epoch's own validity
-    checks cannot catch the skew, and the descriptor is fresh for both sides.
+    checks cannot catch the skew, and the descriptor is fresh for both sides. The
+    proposer's own epoch (for mutual checks) is built the same way, and neither
+    server renews its epoch (that would start a new one at the real time).
     """
     pair = make_pair(root, epoch=False)
     built = time.time() - (21 * 3600 if offset < 0 else 0)
-    EpochStore(pair.responder).create(PROTECTED, now=built, workers=1).blocks.close()
-    return pair
+    for node, cells in ((pair.responder, PROTECTED), (pair.proposer, STRIKE)):
+        edit_config(node.directory, renew_before_hours=0)
+        EpochStore(node).create(cells, now=built, workers=1).blocks.close()
+    return Pair(Node(pair.responder.directory), Node(pair.proposer.directory), pair.root)
 
 
 def with_skew(node: Node, seconds: int) -> Node:
@@ -159,7 +162,6 @@ async def test_a_mutual_statement_dated_hours_off_the_responders_clock_is_refuse
     stored on both sides (``pytest.raises`` failed).
     """
     pair = pair_for(tmp_path, offset)
-    make_epoch(pair.proposer, STRIKE)
     async with serving(pair.responder):
         with pytest.raises(HexpsiError) as caught:
             await run_mutual(pair.proposer, RESPONDER, now=clock_after(offset))
@@ -178,7 +180,6 @@ async def test_the_skew_a_mutual_check_accepts_is_the_responders_configured_one(
     """The responder's own ``[limits] clock_skew_seconds`` decides, not the protocol's
     default: set to a day, it countersigns the statement of a proposer 20 h ahead."""
     pair = pair_for(tmp_path, HOURS_20)
-    make_epoch(pair.proposer, STRIKE)
     tolerant = with_skew(pair.responder, 86_400)
     async with serving(tolerant):
         report = await run_mutual(pair.proposer, RESPONDER, now=clock_after(HOURS_20))

@@ -7,9 +7,11 @@ responder's server keeps running on the test's event loop meanwhile.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +25,7 @@ from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
 from hexpsi.protocol.times import rfc3339
 from hexpsi.server.cli.main import main
 from hexpsi.server.inputs import read_cover
+from hexpsi.server.node.epochs import SOURCES_FILE, EpochStore
 from hexpsi.server.services.app import RunningServer, start_server
 from tests.server.conftest import (
     CENTER,
@@ -101,7 +104,9 @@ def test_positions_starts_an_epoch_and_logs_it(
     directory = str(pair.responder.directory)
     protected = read_cover(files["positions"], res=RES)
     assert main(["positions", directory, str(files["positions"])]) == 0
-    read, epoch = capsys.readouterr().err.splitlines()
+    read, epoch, served = capsys.readouterr().err.splitlines()
+    assert served.startswith("served from now until ")
+    assert "(in 24 h 0 min)" in served or "(in 23 h 59 min)" in served
     assert read.startswith(
         "read 2 features from positions.geojson: 2 points (radius 50–150 m); "
         f"{len(protected)} cells at res {RES}, "
@@ -116,6 +121,75 @@ def test_positions_starts_an_epoch_and_logs_it(
     assert [e.kind for e in entries] == ["epoch", "epoch"]
     details = json.loads(entries[1].details)
     assert (details["epoch_sequence"], details["protected_cells"]) == (2, len(protected))
+
+
+def test_positions_schedules_an_epoch_and_remembers_its_sources(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pair = make_pair(tmp_path, epoch=False)
+    directory = str(pair.responder.directory)
+    positions = str(files["positions"])
+    assert main(["positions", directory, positions, "--radius-field", "radius_m"]) == 0
+    begins = time.time() + 2 * 3600
+    ends = begins + 3600
+    argv = ["positions", directory, positions, "--valid-from", rfc3339(begins)]
+    assert main([*argv, "--valid-until", rfc3339(ends)]) == 0
+    served = capsys.readouterr().err.splitlines()[-1]
+    assert served.startswith(f"served from {rfc3339(begins)} (in ")
+    assert f"until {rfc3339(ends)} (in " in served
+    store = EpochStore(pair.responder)
+    serving_now = store.serving_times(time.time())
+    assert serving_now is not None
+    assert serving_now.sequence == 1
+    later = store.serving_times(begins + 1)
+    assert later is not None
+    assert later.sequence == 2
+    assert store.serving_times(ends + 1) == later  # expired, nothing newer: refused on the wire
+    sources = json.loads((store.root / "000002" / SOURCES_FILE).read_text())
+    assert sources["files"] == [
+        {
+            "path": str(files["positions"].resolve()),
+            "sha256": hashlib.sha256(files["positions"].read_bytes()).hexdigest(),
+        }
+    ]
+    assert sources["options"]["radius_field"] == "radius_m"
+    with pair.responder.open_audit_log() as audit:
+        logged = json.loads(audit.entries()[-1].details)
+    assert (logged["created_at"], logged["valid_until"]) == (
+        pytest.approx(begins, abs=1),
+        pytest.approx(ends, abs=1),
+    )
+    assert main(["positions", directory, positions]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"warning: epoch 2, scheduled for {rfc3339(begins)}, will not be served: "
+        "epoch 3 replaces it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--valid-from", "tomorrow"], "--valid-from 'tomorrow' is not a time"),
+        (["--valid-from", "2026-12-05T06:00:00"], "has no time zone"),
+        (
+            ["--valid-from", "2030-01-02T00:00:00Z", "--valid-until", "2030-01-01T00:00:00Z"],
+            "an epoch must end after it begins",
+        ),
+        (["--valid-until", "2001-01-01T00:00:00Z"], "would already have ended"),
+    ],
+)
+def test_positions_refuses_bad_times_in_one_line(
+    tmp_path: Path,
+    files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    says: str,
+) -> None:
+    pair = make_pair(tmp_path, epoch=False)
+    argv = ["positions", str(pair.responder.directory), str(files["positions"]), *flags]
+    assert main(argv) == 1
+    assert says in one_line_error(capsys.readouterr().err)
+    assert not list((pair.responder.directory / "epochs").glob("0*"))
 
 
 def test_positions_refuses_a_bad_file_in_one_line(

@@ -117,7 +117,7 @@ def test_positions_refuse_bare_points_without_a_default_radius(
     )
     assert not (node / "epochs").exists()
     _, err = ok(capsys, "positions", str(node), str(bare), "--radius-m", "0")
-    read, epoch = err.splitlines()
+    read, epoch, _ = err.splitlines()
     assert read == (
         "read 2 features from bare_points.csv: 2 points (radius 0 m); 2 cells at res 9, 0.231 km²"
     )

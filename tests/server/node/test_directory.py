@@ -332,6 +332,14 @@ def test_an_edited_peer_file_is_caught(pair: tuple[Node, Node]) -> None:
             lambda t: t.replace("clock_skew_seconds = 300", "clock_skew_seconds = 90000"),
             "limits.clock_skew_seconds must be an integer 1..86400, got 90000",
         ),
+        (
+            lambda t: t.replace("renew_before_hours = 6.0", "renew_before_hours = 24"),
+            "renew_before_hours (24) must be less than epoch_validity_hours (24)",
+        ),
+        (
+            lambda t: t.replace("renew_before_hours = 6.0", "renew_before_hours = -1"),
+            "renew_before_hours must be a number >= 0",
+        ),
         (lambda t: t + "[[broken", "config.toml: not valid TOML"),
         (lambda t: t.replace("127.0.0.1:7443", "nowhere"), "config.toml: listen 'nowhere'"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hexpsi.protocol.errors import InputError, LocalProtocolError
 from hexpsi.server.node.ledger import Admission
+from hexpsi.server.node.running import running
 from hexpsi.server.services.app import RunningServer, is_loopback, start_server
 from tests.server.conftest import (
     PROPOSER,
@@ -158,7 +160,22 @@ async def test_port_zero_binds_a_free_port(pair: Pair) -> None:
 
 async def test_a_busy_port_is_a_clear_error(pair: Pair, served: RunningServer) -> None:
     with pytest.raises(InputError, match=r"cannot listen on 127\.0\.0\.1:"):
+        await start_server(pair.proposer, listen=pair.responder.config.listen)
+
+
+async def test_a_second_server_for_the_same_node_and_address_is_refused(
+    pair: Pair, served: RunningServer
+) -> None:
+    with pytest.raises(InputError) as caught:
         await start_server(pair.responder)
+    assert f"already listens on {pair.responder.config.listen} (pid {os.getpid()})" in (
+        caught.value.message
+    )
+    assert [r.listen for r in running(pair.responder.directory)] == [pair.responder.config.listen]
+    await served.stop(grace=1.0)
+    assert running(pair.responder.directory) == []
+    again = await start_server(pair.responder)
+    await again.stop(grace=1.0)
 
 
 async def test_a_node_without_peers_is_refused_before_it_opens_anything(tmp_path: Path) -> None:
