@@ -15,7 +15,7 @@ from hexpsi.server.streams import read_input
 
 if TYPE_CHECKING:
     from hexpsi.server.cli import Subparsers
-    from hexpsi.server.node.directory import Peer
+    from hexpsi.server.node.directory import Node, Peer
 
 
 def register(subparsers: Subparsers) -> None:
@@ -121,7 +121,48 @@ def run_add(args: argparse.Namespace) -> int:
     print(f"  signing key:        {peer.identity.signing_public_key.hex()}")
     print(f"  budget:             {peer.budget_km2:g} km2 per {peer.window_hours:g} h")
     print("compare the fingerprint with the one the peer printed, over a channel you trust")
+    _log_change(node, "peer-pinned", peer, replaced=args.replace)
+    _tell_servers(node)
     return 0
+
+
+def _log_change(node: Node, kind: str, peer: Peer, **details: object) -> None:
+    """Who was pinned, changed or unpinned, and when: the audit log keeps it."""
+    import time
+
+    with node.open_audit_log() as audit:
+        audit.append(
+            kind,
+            peer.name,
+            {
+                "certificate_sha256": peer.certificate_sha256,
+                "address": peer.address,
+                "budget_km2": peer.budget_km2,
+                "window_hours": peer.window_hours,
+                "max_set_size": peer.max_set_size,
+                **details,
+            },
+            time.time(),
+        )
+
+
+def _tell_servers(node: Node) -> None:
+    """Say whether the node's running servers picked the change up (they look every second)."""
+    import sys
+
+    from hexpsi.server.node.running import APPLY_WAIT_SECONDS, peers_digest, wait_applied
+
+    applied, late = wait_applied(node.directory, peers_digest(node.book.signature()))
+    if not applied and not late:
+        print("no server is running for this node: the change applies when one starts")
+    for server in applied:
+        print(f"applied by the running server on {server.listen} (pid {server.pid})")
+    for server in late:
+        print(
+            f"warning: the server on {server.listen} (pid {server.pid}) has not applied the "
+            f"change after {APPLY_WAIT_SECONDS:g} s; its log says why",
+            file=sys.stderr,
+        )
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -144,18 +185,24 @@ def run_list(args: argparse.Namespace) -> int:
 def run_update(args: argparse.Namespace) -> int:
     from hexpsi.server.node.directory import Node
 
+    changes = {
+        key: value
+        for key, value in (
+            ("address", args.address),
+            ("budget_km2", args.budget_km2),
+            ("window_hours", args.window_hours),
+            ("max_set_size", args.max_set_size),
+        )
+        if value is not None
+    }
     node = Node(args.directory)
-    peer = node.update_peer(
-        args.name,
-        address=args.address,
-        budget_km2=args.budget_km2,
-        window_hours=args.window_hours,
-        max_set_size=args.max_set_size,
-    )
+    peer = node.update_peer(args.name, **changes)  # nothing given: refused there
     print(
         f"updated {peer.name}: {peer.address}, {peer.budget_km2:g} km2 per "
         f"{peer.window_hours:g} h, mutual sets up to {peer.max_set_size:,} elements"
     )
+    _log_change(node, "peer-updated", peer, changed=sorted(changes))
+    _tell_servers(node)
     return 0
 
 
@@ -165,4 +212,6 @@ def run_remove(args: argparse.Namespace) -> int:
     node = Node(args.directory)
     peer = node.remove_peer(args.name)
     print(f"removed {peer.name} (certificate sha256 {peer.certificate_sha256[:16]}...)")
+    _log_change(node, "peer-removed", peer)
+    _tell_servers(node)
     return 0

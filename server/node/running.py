@@ -3,7 +3,7 @@
 A ``hexpsi serve`` claims its listen address: it holds an exclusive lock on
 ``run/<address>.lock`` for as long as it runs (the kernel drops it when the
 process ends, however it ends) and keeps ``run/<address>.json`` up to date
-with its pid, address, start time and the peer set and epoch it has applied.
+with its pid, address, start time and the peer set it has applied.
 A second server for the same node and address is refused; servers on other
 addresses (replicas) may run side by side. A command that changes the node
 (``peer add``, ``peer update``, ``peer remove``) reads the records to tell the
@@ -17,14 +17,17 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from hexpsi.protocol.errors import InputError
 from hexpsi.server.node.files import atomic_write, ensure_private_dir
 
 RUN_DIR = "run"
+APPLY_WAIT_SECONDS = 5.0
+"""How long a peer command waits for running servers (they look once a second)."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -47,8 +50,6 @@ class ServerRecord:
     started: float
     peers: str = ""
     """The digest of the peer files it has applied."""
-    epoch_sequence: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Claim:
@@ -68,12 +69,9 @@ class Claim:
     def write(self) -> None:
         atomic_write(self.record_path, json.dumps(asdict(self.record)).encode())
 
-    def applied(self, *, peers: str | None = None, epoch_sequence: int | None = None) -> None:
-        """Record what the server now serves with (peer set, epoch)."""
-        if peers is not None:
-            self.record.peers = peers
-        if epoch_sequence is not None:
-            self.record.epoch_sequence = epoch_sequence
+    def applied(self, *, peers: str) -> None:
+        """Record the peer set the server now serves with."""
+        self.record.peers = peers
         self.write()
 
     def close(self) -> None:
@@ -106,6 +104,23 @@ def _read_record(path: Path) -> ServerRecord | None:
         return ServerRecord(**data)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def wait_applied(
+    node_directory: Path, digest: str, *, timeout: float = APPLY_WAIT_SECONDS
+) -> tuple[list[ServerRecord], list[ServerRecord]]:
+    """Wait until every running server of the node applied the peer set ``digest``.
+
+    Returns the servers that applied it and those that had not by ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        servers = running(node_directory)
+        done = [s for s in servers if s.peers == digest]
+        late = [s for s in servers if s.peers != digest]
+        if not late or time.monotonic() >= deadline:
+            return done, late
+        time.sleep(0.1)
 
 
 def _held(lock_path: Path) -> bool:

@@ -37,6 +37,7 @@ class PeerGate:
         self.plaintext = plaintext
         self._active: dict[str, int] = {}
         self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
+        self._revoked: set[asyncio.Task[Any]] = set()
 
     def caller(self, context: grpc.aio.ServicerContext) -> Peer:  # type: ignore[type-arg]
         """The pinned peer making this call, or a refusal."""
@@ -85,10 +86,19 @@ class PeerGate:
             self._tasks.setdefault(peer.name, set()).add(task)
         try:
             yield
+        except asyncio.CancelledError:
+            if task is None or task not in self._revoked:
+                raise
+            # Ended by revoke(): the call fails with a status that says why, not CANCELLED.
+            self._revoked.discard(task)
+            task.uncancel()
+            raise PermissionDenied(
+                f"{peer.name} is no longer pinned here; the operator removed it"
+            ) from None
         finally:
             self._active[peer.name] -= 1
             if task is not None:
-                self._tasks[peer.name].discard(task)
+                self._tasks.get(peer.name, set()).discard(task)
 
     def revoke(self, names: Iterable[str]) -> int:
         """End the open calls of peers that are no longer pinned; returns how many.
@@ -98,6 +108,7 @@ class PeerGate:
         ended = 0
         for name in names:
             for task in self._tasks.pop(name, set()):
+                self._revoked.add(task)
                 task.cancel()
                 ended += 1
         return ended
