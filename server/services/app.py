@@ -10,7 +10,6 @@ loopback address, where only local processes can reach it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import time
@@ -23,11 +22,11 @@ from grpc_reflection.v1alpha import reflection
 
 from hexpsi.protocol.errors import HexpsiError, InputError
 from hexpsi.server.node.auditlog import AuditLog
-from hexpsi.server.node.config import parse_address
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.epochs import EpochStore
 from hexpsi.server.node.ledger import Ledger
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
+from hexpsi.server.services.addresses import is_loopback, parse_listen
 from hexpsi.server.services.check import CheckServicer
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.gate import CountStreams, PeerGate
@@ -48,15 +47,6 @@ SERVICE_NAMES = (
 )
 SHUTDOWN_GRACE_SECONDS = 10.0
 MAX_CONCURRENT_STREAMS = 32
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def server_options(node: Node) -> list[tuple[str, int]]:
@@ -103,15 +93,6 @@ class RunningServer:
         finally:
             self.ledger.close()
             self.audit.close()
-
-
-def parse_listen(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` to bind; port 0 lets the system choose a free port (tests, tools)."""
-    head, sep, port = address.rpartition(":")
-    if sep and port == "0":
-        host, _ = parse_address(f"{head}:1", what="listen")
-        return host, 0
-    return parse_address(address, what="listen")
 
 
 async def start_server(
