@@ -41,6 +41,7 @@ from hexpsi.server.cli import (
     mutual,
     peer,
     positions,
+    probe,
     serve,
     theatre,
 )
@@ -64,6 +65,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     theatre,
     positions,
     serve,
+    probe,
     check,
     evidence,
     mutual,

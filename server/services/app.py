@@ -31,6 +31,7 @@ from hexpsi.server.services.check import CheckServicer
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.gate import CountStreams, PeerGate
 from hexpsi.server.services.malformed import RejectMalformed
+from hexpsi.server.services.monitoring import LocalEndpoints, Monitoring
 from hexpsi.server.services.mutual import MutualServicer
 from hexpsi.server.services.refusals import RefusalTally
 from hexpsi.server.services.shared import Shared
@@ -73,6 +74,8 @@ class RunningServer:
     upkeep: Upkeep
     housekeeping: asyncio.Task[None]
     stopped: bool = False
+    monitoring: Monitoring | None = None
+    """The local health and metrics endpoints, if asked for; stopped after the server."""
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """NOT_SERVING first, then let calls in flight finish, then close the stores.
@@ -84,6 +87,8 @@ class RunningServer:
         self.stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.monitoring is not None:
+            await self.monitoring.stop()
         self.housekeeping.cancel()
         self.pool.shutdown()
         try:
@@ -96,11 +101,18 @@ class RunningServer:
 
 
 async def start_server(
-    node: Node, *, plaintext: bool = False, listen: str | None = None
+    node: Node,
+    *,
+    plaintext: bool = False,
+    listen: str | None = None,
+    health_listen: str | None = None,
+    metrics_listen: str | None = None,
 ) -> RunningServer:
     """Build and start the server for ``node`` on ``listen`` (default: its config).
 
     ``RunningServer.port`` is the port actually bound (``listen`` may ask for port 0).
+    ``health_listen`` and ``metrics_listen`` open the local monitoring endpoints
+    (loopback only, see ``services.monitoring``).
     """
     address = listen or node.config.listen
     host, port = parse_listen(address)
@@ -109,6 +121,7 @@ async def start_server(
             f"refusing plaintext on {address}: plaintext is only for loopback testing",
             hint="listen on 127.0.0.1 or drop --plaintext to use mutual TLS",
         )
+    local = LocalEndpoints.parse(health_listen=health_listen, metrics_listen=metrics_listen)
     credentials = None
     if not plaintext:
         # Before any store is opened: a node that pinned nobody is refused here.
@@ -153,17 +166,44 @@ async def start_server(
         audit.close()
         raise InputError(f"cannot listen on {address}: {exc}") from None
     await server.start()
+    try:
+        monitoring = await local.start(node, shared, health)
+    except HexpsiError:
+        await server.stop(None)
+        pool.shutdown()
+        ledger.close()
+        audit.close()
+        raise
     for name in ("", *SERVICE_NAMES[:2]):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
     log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
     housekeeping = asyncio.create_task(upkeep.loop())
-    return RunningServer(server, bound, servicer, health, ledger, audit, pool, upkeep, housekeeping)
+    return RunningServer(
+        server,
+        bound,
+        servicer,
+        health,
+        ledger,
+        audit,
+        pool,
+        upkeep,
+        housekeeping,
+        monitoring=monitoring,
+    )
 
 
-async def serve(node: Node, *, plaintext: bool = False) -> None:
+async def serve(
+    node: Node,
+    *,
+    plaintext: bool = False,
+    health_listen: str | None = None,
+    metrics_listen: str | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(node, plaintext=plaintext)
+    running = await start_server(
+        node, plaintext=plaintext, health_listen=health_listen, metrics_listen=metrics_listen
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
