@@ -7,6 +7,11 @@ debug level and prints the traceback first. Argument mistakes are argparse's
 business (exit 2), on one line with the usage folded into it. Any other
 exception is a bug in hexpsi and is allowed to surface with its traceback.
 
+Logging (``server/cli/logs.py``): one timestamped line per record on stderr, as
+text or, with ``--log-format json`` (or ``HEXPSI_LOG_FORMAT=json``), one JSON
+object per line; in JSON the final error is such an object too. gRPC's own C-core
+logging is kept off stderr unless ``-v`` is given, so an error stays one line.
+
 Adding a subcommand: write ``server/cli/<name>.py`` with ``register(subparsers)``
 and add the module to ``SUBCOMMANDS``. A subcommand that does group work sets
 ``libsodium=True`` beside its handler, and ``main`` loads libsodium first
@@ -36,9 +41,11 @@ from hexpsi.server.cli import (
     mutual,
     peer,
     positions,
+    probe,
     serve,
     theatre,
 )
+from hexpsi.server.cli.logs import LOG_FORMATS, TEXT, error_line, formatter, quiet_grpc
 
 if TYPE_CHECKING:
     from hexpsi.server.cli import Subparsers
@@ -58,6 +65,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     theatre,
     positions,
     serve,
+    probe,
     check,
     evidence,
     mutual,
@@ -67,9 +75,9 @@ SUBCOMMANDS: Sequence[Subcommand] = [
 ]
 
 VERBOSE_ENV = "HEXPSI_VERBOSE"
+LOG_FORMAT_ENV = "HEXPSI_LOG_FORMAT"
 NOT_OPTIONS = ("func", "command", "libsodium")
 """What subcommands set beside their options: the handler, its name, whether it does group work."""
-LOG_FORMAT = "hexpsi: %(levelname)s: %(name)s: %(message)s"
 log = logging.getLogger(__name__)
 
 
@@ -95,7 +103,16 @@ def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
         "--verbose",
         action="store_true",
         default=default,
-        help=f"debug logging and tracebacks on stderr (also: {VERBOSE_ENV}=1)",
+        help=f"debug logging and tracebacks on stderr, gRPC's own too (also: {VERBOSE_ENV}=1)",
+    )
+
+
+def _add_log_format(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default,
+        help=f"log lines as text (default) or one JSON object each (also: {LOG_FORMAT_ENV})",
     )
 
 
@@ -118,13 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_VersionAction)
     _add_verbose(parser, default=os.environ.get(VERBOSE_ENV, "") not in ("", "0"))
+    _add_log_format(parser, default=os.environ.get(LOG_FORMAT_ENV) or TEXT)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.register(subparsers)
-    # -v works after the subcommand too; SUPPRESS keeps an absent one from
-    # overwriting a -v given before it.
+    # -v and --log-format work after the subcommand too; SUPPRESS keeps an absent
+    # one from overwriting one given before it.
     for subparser in {id(p): p for p in subparsers.choices.values()}.values():
         _add_verbose(subparser, default=argparse.SUPPRESS)
+        _add_log_format(subparser, default=argparse.SUPPRESS)
     return parser
 
 
@@ -132,10 +151,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The CLI's own log handler, so it can be removed again without touching others."""
 
 
-def _start_logging(verbose: bool) -> tuple[logging.Handler, int]:
+def _start_logging(verbose: bool, log_format: str = TEXT) -> tuple[logging.Handler, int]:
     root = logging.getLogger()
     handler = _StderrHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(formatter(log_format))
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
     previous_level = root.level
     root.addHandler(handler)
@@ -151,9 +170,13 @@ def _stop_logging(handler: logging.Handler, previous_level: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``hexpsi`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     verbose = bool(args.verbose)
-    handler, previous_level = _start_logging(verbose)
+    log_format = args.log_format
+    if log_format not in LOG_FORMATS:  # from the environment: argparse checks only the option
+        parser.error(f"{LOG_FORMAT_ENV}={log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    handler, previous_level = _start_logging(verbose, log_format)
     try:
         options = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS}
         log.debug("running %s with %s", args.command, options)
@@ -162,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
             from hexpsi.server import sodium
 
             sodium.load()
-        return int(args.func(args))
+        with quiet_grpc(verbose):
+            return int(args.func(args))
     except HexpsiError as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
         hint = "" if verbose else " (rerun with --verbose for details)"
-        print(f"hexpsi: error: {exc.explain()}{hint}", file=sys.stderr)
+        print(error_line(log_format, f"{exc.explain()}{hint}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hexpsi: interrupted", file=sys.stderr)

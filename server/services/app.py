@@ -10,7 +10,6 @@ loopback address, where only local processes can reach it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import time
@@ -23,16 +22,17 @@ from grpc_reflection.v1alpha import reflection
 
 from hexpsi.protocol.errors import HexpsiError, InputError
 from hexpsi.server.node.auditlog import AuditLog
-from hexpsi.server.node.config import parse_address
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.epochs import EpochStore
 from hexpsi.server.node.ledger import Ledger
 from hexpsi.server.node.running import Claim, claim
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc, mutual_pb2, mutual_pb2_grpc
+from hexpsi.server.services.addresses import is_loopback, parse_listen
 from hexpsi.server.services.check import CheckServicer
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.gate import CountStreams, PeerGate
 from hexpsi.server.services.malformed import RejectMalformed
+from hexpsi.server.services.monitoring import LocalEndpoints, Monitoring
 from hexpsi.server.services.mutual import MutualServicer
 from hexpsi.server.services.peer_watch import PeerWatcher
 from hexpsi.server.services.refusals import RefusalTally
@@ -50,15 +50,6 @@ SERVICE_NAMES = (
 )
 SHUTDOWN_GRACE_SECONDS = 10.0
 MAX_CONCURRENT_STREAMS = 32
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def server_options(node: Node) -> list[tuple[str, int]]:
@@ -88,6 +79,8 @@ class RunningServer:
     claim: Claim
     peers: PeerWatcher
     stopped: bool = False
+    monitoring: Monitoring | None = None
+    """The local health and metrics endpoints, if asked for; stopped after the server."""
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """NOT_SERVING first, then let calls in flight finish, then close the stores.
@@ -99,6 +92,8 @@ class RunningServer:
         self.stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.monitoring is not None:
+            await self.monitoring.stop()
         for task in self.background:
             task.cancel()
         self.pool.shutdown()
@@ -112,21 +107,19 @@ class RunningServer:
             self.claim.close()
 
 
-def parse_listen(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` to bind; port 0 lets the system choose a free port (tests, tools)."""
-    head, sep, port = address.rpartition(":")
-    if sep and port == "0":
-        host, _ = parse_address(f"{head}:1", what="listen")
-        return host, 0
-    return parse_address(address, what="listen")
-
-
 async def start_server(
-    node: Node, *, plaintext: bool = False, listen: str | None = None
+    node: Node,
+    *,
+    plaintext: bool = False,
+    listen: str | None = None,
+    health_listen: str | None = None,
+    metrics_listen: str | None = None,
 ) -> RunningServer:
     """Build and start the server for ``node`` on ``listen`` (default: its config).
 
     ``RunningServer.port`` is the port actually bound (``listen`` may ask for port 0).
+    ``health_listen`` and ``metrics_listen`` open the local monitoring endpoints
+    (loopback only, see ``services.monitoring``).
     """
     address = listen or node.config.listen
     host, port = parse_listen(address)
@@ -135,6 +128,7 @@ async def start_server(
             f"refusing plaintext on {address}: plaintext is only for loopback testing",
             hint="listen on 127.0.0.1 or drop --plaintext to use mutual TLS",
         )
+    local = LocalEndpoints.parse(health_listen=health_listen, metrics_listen=metrics_listen)
     gate = PeerGate(node, plaintext=plaintext)
     peers = PeerWatcher(node, gate)
     # Before any store is opened: a node that pinned nobody is refused here.
@@ -151,6 +145,7 @@ async def start_server(
             gate=gate,
             peers=peers,
             held=held,
+            local=local,
         )
     except BaseException:
         if held is not None:
@@ -169,6 +164,7 @@ async def _start(
     gate: PeerGate,
     peers: PeerWatcher,
     held: Claim | None,
+    local: LocalEndpoints,
 ) -> RunningServer:
     ledger = node.open_ledger()
     audit = node.open_audit_log()
@@ -211,19 +207,46 @@ async def _start(
     held.applied(peers=peers.digest)
     peers.applied = lambda digest: held.applied(peers=digest)
     await server.start()
+    try:
+        monitoring = await local.start(node, shared, health)
+    except HexpsiError:
+        await server.stop(None)
+        pool.shutdown()
+        ledger.close()
+        audit.close()
+        raise
     for name in ("", *SERVICE_NAMES[:2]):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     mode = "plaintext (loopback only)" if plaintext else "mutual TLS"
     log.info("%s serving on %s:%d with %s", node.name, host, bound, mode)
     background = [asyncio.create_task(upkeep.loop()), asyncio.create_task(peers.loop())]
     return RunningServer(
-        server, bound, servicer, health, ledger, audit, pool, upkeep, background, held, peers
+        server,
+        bound,
+        servicer,
+        health,
+        ledger,
+        audit,
+        pool,
+        upkeep,
+        background,
+        held,
+        peers,
+        monitoring=monitoring,
     )
 
 
-async def serve(node: Node, *, plaintext: bool = False) -> None:
+async def serve(
+    node: Node,
+    *,
+    plaintext: bool = False,
+    health_listen: str | None = None,
+    metrics_listen: str | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(node, plaintext=plaintext)
+    running = await start_server(
+        node, plaintext=plaintext, health_listen=health_listen, metrics_listen=metrics_listen
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -44,6 +44,8 @@ from hexpsi.server.rpc.check_convert import (
 )
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2, check_pb2_grpc
 from hexpsi.server.rpc.status import abort
+from hexpsi.server.services.metrics import CANCELLED, OK, STALLED
+from hexpsi.server.services.refusals import reason_of
 from hexpsi.server.services.shared import Shared
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         self.pool = shared.pool
         self.gate = shared.gate
         self.refusals = shared.refusals
+        self.metrics = shared.metrics
         self.receipts_dir = node.directory / RECEIPTS_DIR
 
     # -- caller identity and limits (shared with the other services through the gate)
@@ -94,11 +97,21 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         """At most ``max_sessions_per_peer`` concurrent calls per peer, across services."""
         return self.gate.session_slot(peer)
 
-    async def _guard(self, context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:  # type: ignore[type-arg]
+    async def _guard(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        work: Awaitable[T],
+        *,
+        counted: Callable[[str | None, str], None] | None = None,
+    ) -> T:
+        """``work``'s answer, or its refusal noted (and ``counted`` as an outcome) and sent."""
         try:
             return await work
         except HexpsiError as error:
-            self.refusals.note(self.gate.name_of(context), error)
+            name = self.gate.name_of(context)
+            self.refusals.note(name, error)
+            if counted is not None:
+                counted(name, reason_of(error))
             await abort(context, error)
 
     # -- RPCs
@@ -174,6 +187,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                     )
                     try:
                         await asyncio.wait_for(context.write(message), self.snapshot_stall_seconds)
+                        self.metrics.snapshot_sent(peer.name, sum(map(len, blocks)))
                     except TimeoutError:
                         log.warning(
                             "%s stopped reading the snapshot at block %d; ending the download",
@@ -187,20 +201,25 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                             f"no snapshot chunk was read for {self.snapshot_stall_seconds:.0f} s; "
                             f"resume from block {first}"
                         )
+                        self.metrics.snapshot_download(peer.name, STALLED)
                         return
                     except grpc.aio.InternalError:
                         # The peer cancelled or hung up mid-download: nobody is left to answer.
                         log.info("%s left the snapshot download at block %d", peer.name, first)
+                        self.metrics.snapshot_download(peer.name, CANCELLED)
                         return
+            self.metrics.snapshot_download(peer.name, OK)
 
-        await self._guard(context, work())
+        await self._guard(context, work(), counted=self.metrics.snapshot_download)
 
     async def Evaluate(
         self,
         request: check_pb2.EvaluateRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> check_pb2.EvaluateResponse:
-        return await self._guard(context, self._evaluate(request, context))
+        return await self._guard(
+            context, self._evaluate(request, context), counted=self.metrics.check
+        )
 
     async def _evaluate(
         self,
@@ -267,6 +286,8 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 assessment.area_km2,
                 admission.charge.remaining,
             )
+            self.metrics.check(peer.name, OK)
+            self.metrics.charged(peer.name, Operation.CHECK, assessment.area_km2)
             return response_to_message(response)
 
     def _record(

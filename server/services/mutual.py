@@ -60,6 +60,8 @@ from hexpsi.server.rpc.mutual_convert import (
     read_start,
 )
 from hexpsi.server.rpc.status import abort
+from hexpsi.server.services.metrics import CANCELLED, OK, STALLED
+from hexpsi.server.services.refusals import reason_of
 from hexpsi.server.services.shared import Shared
 from hexpsi.server.workers import in_threads
 
@@ -120,6 +122,7 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         # The server's pool, shared with every other service; the server shuts it down.
         self.pool = shared.pool
         self.refusals = shared.refusals
+        self.metrics = shared.metrics
 
     async def Mutual(  # type: ignore[override]
         self,
@@ -134,29 +137,43 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         deadline, if it set one. Waiting for the proposer to read is bounded like
         waiting for it to send.
         """
+        name: str | None = None
+        outcome: str | None = None  # counted once the call ends; a bug counts nothing
         try:
             peer = self.gate.caller(context)
+            name = peer.name
             with self.gate.session_slot(peer):
                 stream = ProposerStream(request_iterator, self.idle_seconds)
                 session = self._session(peer, stream)
                 try:
                     async for response in session:
-                        if not await self._write(context, response, peer):
+                        outcome = await self._write(context, response, peer)
+                        if outcome is not None:
                             return
                 finally:
                     await session.aclose()
+            outcome = OK
         except HexpsiError as error:
-            self.refusals.note(self.gate.name_of(context), error)
+            name = self.gate.name_of(context)
+            outcome = reason_of(error)
+            self.refusals.note(name, error)
             await abort(context, error)
+        except asyncio.CancelledError:
+            outcome = CANCELLED
+            raise
+        finally:
+            if outcome is not None:
+                self.metrics.mutual_check(name, outcome)
 
     async def _write(
         self,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
         response: mutual_pb2.MutualResponse,
         peer: Peer,
-    ) -> bool:
-        """Send ``response``; False if the proposer stopped reading (the status is then
-        set) or went away.
+    ) -> str | None:
+        """Send ``response``; None once sent, else the call's outcome: the proposer
+        stopped reading (``deadline_exceeded``, the status is then set) or went away
+        (``cancelled``).
 
         Returning rather than aborting frees the slot at once: an abort would wait
         behind the messages the stalled reader has not taken.
@@ -167,12 +184,12 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
             log.warning("%s stopped reading its mutual check; ending the call", peer.name)
             context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
             context.set_details(f"the proposer read nothing for {self.idle_seconds:.0f} s")
-            return False
+            return STALLED
         except grpc.aio.InternalError:
             # The proposer cancelled or hung up: nobody is left to answer.
             log.info("%s left its mutual check", peer.name)
-            return False
-        return True
+            return CANCELLED
+        return None
 
     async def _session(
         self, peer: Peer, stream: ProposerStream
@@ -212,6 +229,7 @@ class MutualServicer(mutual_pb2_grpc.MutualServiceServicer):
         finally:
             # Once the accept went out the charge stands, completed or not, and is logged.
             await asyncio.to_thread(self.ledger.confirm, admission.charge_id)
+            self.metrics.charged(peer.name, Operation.MUTUAL, admission.charge.amount)
             session.release()
         log.info(
             "mutual check for %s: %d shared cells at res %d, receipt %s",

@@ -27,6 +27,7 @@ from hexpsi.protocol.geo.shapes import Circle, Feature
 from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.server.cli.main import main
 from hexpsi.server.clients.check import run_check
+from hexpsi.server.demo.scenario import free_loopback_port
 from hexpsi.server.node.config import CONFIG_FILE
 from hexpsi.server.node.directory import (
     AUDIT_FILE,
@@ -471,6 +472,19 @@ def cases(w: World) -> dict[str, list[str]]:
         # serve
         "serve missing node": ["serve", missing],
         "serve a node that pinned no one": ["serve", lonely],
+        "serve health off loopback": ["serve", alpha, "--health-listen", "0.0.0.0:1"],
+        "serve health on the ipv6 wildcard": ["serve", alpha, "--health-listen", "[::]:9400"],
+        "serve health on a hostname": ["serve", alpha, "--health-listen", "example.com:9400"],
+        "serve metrics off loopback": ["serve", alpha, "--metrics-listen", "10.1.2.3:9464"],
+        "serve health malformed": ["serve", alpha, "--health-listen", "nowhere"],
+        "serve health without a port": ["serve", alpha, "--health-listen", "127.0.0.1:"],
+        "serve metrics port out of range": ["serve", alpha, "--metrics-listen", "127.0.0.1:99999"],
+        "serve metrics without an address": ["serve", alpha, "--metrics-listen"],
+        # probe
+        "probe malformed address": ["probe", "nowhere"],
+        "probe nothing listening": ["probe", "127.0.0.1:1"],
+        "probe zero timeout": ["probe", "127.0.0.1:1", "--timeout", "0"],
+        "probe timeout as text": ["probe", "127.0.0.1:1", "--timeout", "soon"],
         # check
         "check missing node": ["check", missing, strike, "--peer", RESPONDER],
         "check unknown peer": ["check", bravo, strike, "--peer", "zulu"],
@@ -543,6 +557,7 @@ def cases(w: World) -> dict[str, list[str]]:
         "bench runs as text": ["bench", "--runs", "many"],
         # the command line itself
         "no command": [],
+        "unknown log format": ["--log-format", "xml", "encode", strike],
         "unknown command": ["strike"],
     }
 
@@ -591,6 +606,23 @@ def test_serve_on_a_port_in_use_fails_in_one_line(
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         edit_config(Path(node), listen=address, address=address)
         one_line_failure(["serve", node], capsys)
+
+
+@pytest.mark.parametrize("option", ["--health-listen", "--metrics-listen"])
+def test_serve_with_a_monitoring_port_in_use_fails_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    node = world.node_copy(RESPONDER)
+    address = f"127.0.0.1:{free_loopback_port()}"
+    edit_config(Path(node), listen=address, address=address)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        line = one_line_failure(
+            ["serve", node, "--health-listen", "127.0.0.1:0", option, busy], capsys
+        )
+    assert f"cannot listen on {busy} ({option})" in line
 
 
 def test_plaintext_serve_off_loopback_fails_in_one_line(

@@ -11,8 +11,12 @@ the server's identification by exact fingerprint.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -277,6 +281,49 @@ async def test_a_pinned_peer_cannot_pose_as_another_server(trio: dict[str, Node]
             await run_check(bravo, RESPONDER, STRIKES["direct"])
     assert caught.value.status is Status.UNAVAILABLE
     assert "check" not in audit_kinds(bravo)
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The real ``hexpsi`` in a process of its own, with gRPC's verbosity left to hexpsi."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
+    return subprocess.run(
+        [sys.executable, "-m", "hexpsi.server.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_a_server_posing_as_the_peer_is_one_error_line_from_the_real_cli(
+    trio: dict[str, Node], tmp_path: Path
+) -> None:
+    """charlie listens at alpha's address: ``hexpsi check`` fails its handshake and says
+    so in one line; gRPC's own handshake report shows only with ``-v``.
+
+    Checked to fail without the protection: without ``GRPC_VERBOSITY=NONE`` set by
+    ``main``, grpcio's core printed ``ssl_transport_security.cc:… Handshake failed
+    … CERTIFICATE_VERIFY_FAILED`` on stderr before hexpsi's error line.
+    """
+    alpha, bravo, charlie = trio[RESPONDER], trio[PROPOSER], trio[OUTSIDER]
+    make_epoch(charlie)
+    strike = tmp_path / "strike.geojson"
+    strike.write_text('{"type": "Point", "coordinates": [38.62, 33.50]}')
+    argv = ["check", str(bravo.directory), str(strike), "--peer", RESPONDER]
+    async with serving(charlie, listen=alpha.config.listen):
+        quiet, verbose = await asyncio.gather(
+            asyncio.to_thread(_cli, *argv), asyncio.to_thread(_cli, "-v", *argv)
+        )
+    assert quiet.returncode == 1
+    assert quiet.stderr.count("\n") == 1, quiet.stderr
+    assert quiet.stderr.startswith("hexpsi: error: peer alpha is unreachable"), quiet.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in quiet.stderr  # the reason, inside the one line
+    assert quiet.stdout == ""
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
+    assert "ssl_transport_security" in verbose.stderr  # gRPC's own line, shown with -v
+    assert verbose.stderr.splitlines()[-1].startswith("hexpsi: error: peer alpha is unreachable")
 
 
 # ---------------------------------------------------------------- plaintext

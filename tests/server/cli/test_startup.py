@@ -34,7 +34,14 @@ def loaded_by(*argv: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--version"], ["--help"], ["check", "--help"], ["evidence", "verify", "--help"]]
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["check", "--help"],
+        ["evidence", "verify", "--help"],
+        ["probe", "--help"],
+    ],
 )
 def test_the_parser_alone_loads_nothing_heavy(argv: list[str]) -> None:
     loaded = loaded_by(*argv)

@@ -20,7 +20,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hexpsi.protocol.errors import InputError, LocalProtocolError
 from hexpsi.server.node.ledger import Admission
 from hexpsi.server.node.running import running
-from hexpsi.server.services.app import RunningServer, is_loopback, start_server
+from hexpsi.server.services.addresses import is_loopback
+from hexpsi.server.services.app import RunningServer, start_server
 from tests.server.conftest import (
     PROPOSER,
     Pair,
