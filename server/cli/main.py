@@ -43,6 +43,7 @@ from hexpsi.server.cli import (
     positions,
     probe,
     serve,
+    status,
     theatre,
 )
 from hexpsi.server.cli.logs import LOG_FORMATS, TEXT, error_line, formatter, quiet_grpc
@@ -66,6 +67,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     positions,
     serve,
     probe,
+    status,
     check,
     evidence,
     mutual,

@@ -112,6 +112,13 @@ class AuditLog(DatabaseOwner):
         """Every entry in sequence order."""
         return [_entry(row) for row in self._db.read(SELECT_ENTRIES)]
 
+    def last_time(self, kind: str, peer: str) -> float | None:
+        """When the newest ``kind`` entry about ``peer`` was written, if any."""
+        rows = self._db.read(
+            "SELECT MAX(time) FROM entries WHERE kind = ? AND peer = ?", (kind, peer)
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
     def head(self) -> Head | None:
         """The signed newest position, or None for a log nothing was appended to."""
         rows = self._db.read("SELECT seq, hash, signature FROM head WHERE id = 1")

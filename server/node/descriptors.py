@@ -122,6 +122,13 @@ class AcceptedDescriptors:
         known = [floor for floor in floors if floor is not None]
         return max(known) if known else None
 
+    def newest_descriptor(self, peer: str, verify_key: VerifyKey) -> SignedDescriptor | None:
+        """The newest descriptor kept from ``peer`` that verifies with its current key."""
+        sequence = self._newest_kept(peer, verify_key)
+        if sequence is None:
+            return None
+        return _verifies(self.path(peer, sequence).read_bytes(), verify_key, peer)
+
     def _newest_kept(self, peer: str, verify_key: VerifyKey) -> int | None:
         directory = self.root / peer
         if not directory.is_dir():

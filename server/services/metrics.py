@@ -47,10 +47,10 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hexpsi.protocol.budget import Allowance
 from hexpsi.protocol.errors import HexpsiError
 from hexpsi.server.node.directory import Node
-from hexpsi.server.node.ledger import NODE, Ledger, Operation
+from hexpsi.server.node.ledger import Ledger, Operation
+from hexpsi.server.node.standing import node_standing, peer_standings
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.refusals import UNKNOWN_CALLER
 
@@ -190,23 +190,14 @@ class StateCollector(Collector):
     def _budgets(self, now: float) -> tuple[GaugeMetricFamily, ...]:
         families = self._budget_families()
         limit, left, mutual_left, node_limit, node_left = families
-        budget = self.node.config.budget
-        node = Allowance(budget.node_km2_per_window, budget.window_seconds)
-        spent = self.ledger.spent(NODE, now=now, window_seconds=node.window_seconds)
+        node = node_standing(self.node, self.ledger, now=now)
         node_limit.add_metric([], node.limit)
-        node_left.add_metric([], max(0.0, node.limit - spent))
-        for peer in self.node.peers():
-            allowances = self.node.allowances(peer, Operation.MUTUAL)
-            area = allowances.peer
-            spent = self.ledger.spent(peer.name, now=now, window_seconds=area.window_seconds)
-            limit.add_metric([peer.name], area.limit)
-            left.add_metric([peer.name], max(0.0, area.limit - spent))
-            calls = allowances.mutual_calls
-            if calls is not None:
-                made = self.ledger.calls(
-                    peer.name, Operation.MUTUAL, now=now, window_seconds=calls.window_seconds
-                )
-                mutual_left.add_metric([peer.name], max(0.0, calls.limit - made))
+        node_left.add_metric([], node.left)
+        for peer in peer_standings(self.node, self.ledger, now=now):
+            limit.add_metric([peer.name], peer.area.limit)
+            left.add_metric([peer.name], peer.area.left)
+            if peer.mutual_checks is not None:
+                mutual_left.add_metric([peer.name], peer.mutual_checks.left)
         return families
 
     def _epoch(self, now: float) -> tuple[GaugeMetricFamily, ...]:

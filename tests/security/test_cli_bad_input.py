@@ -455,6 +455,16 @@ def cases(w: World) -> dict[str, list[str]]:
             )
         },
         "peer without action": ["peer", alpha],
+        "peer update unknown peer": ["peer", "update", alpha, "zulu", "--budget-km2", "5"],
+        "peer update nothing to change": ["peer", "update", alpha, "bravo"],
+        "peer update negative budget": ["peer", "update", alpha, "bravo", "--budget-km2", "-2"],
+        "peer update bad address": ["peer", "update", alpha, "bravo", "--address", "nowhere"],
+        "peer update missing node": ["peer", "update", missing, "bravo", "--budget-km2", "5"],
+        "peer remove unknown peer": ["peer", "remove", alpha, "zulu"],
+        "peer remove missing node": ["peer", "remove", missing, "bravo"],
+        # status
+        "status missing node": ["status", missing],
+        "status of a file": ["status", a_file],
         "peer list missing node": ["peer", "list", missing],
         # positions
         "positions missing node": ["positions", missing, strike],
@@ -469,6 +479,17 @@ def cases(w: World) -> dict[str, list[str]]:
         ],
         "positions outside the theatre": ["positions", bounded, strike, "--radius-m", "0"],
         "positions stdin twice": ["positions", alpha, "-", "-", "--radius-m", "0"],
+        "positions valid-from in words": [
+            *("positions", alpha, strike, "--radius-m", "0", "--valid-from", "soon"),
+        ],
+        "positions valid-until without a zone": [
+            *("positions", alpha, strike, "--radius-m", "0"),
+            *("--valid-until", "2030-01-01T00:00:00"),
+        ],
+        "positions valid-until in the past": [
+            *("positions", alpha, strike, "--radius-m", "0"),
+            *("--valid-until", "2001-01-01T00:00:00Z"),
+        ],
         # serve
         "serve missing node": ["serve", missing],
         "serve a node that pinned no one": ["serve", lonely],
@@ -623,6 +644,20 @@ def test_serve_with_a_monitoring_port_in_use_fails_in_one_line(
             ["serve", node, "--health-listen", "127.0.0.1:0", option, busy], capsys
         )
     assert f"cannot listen on {busy} ({option})" in line
+
+
+def test_a_second_serve_of_one_node_fails_in_one_line(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two servers of one node on one address would both bind it (and split its calls)."""
+    node = Node(world.node_copy(RESPONDER))
+    target = ServerThread(node)
+    try:
+        line = one_line_failure(["serve", str(node.directory)], capsys)
+    finally:
+        target.stop()
+    assert f"a server for this node already listens on {node.config.listen}" in line
+    assert "stop it first" in line
 
 
 def test_plaintext_serve_off_loopback_fails_in_one_line(
