@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.spacetime.interval import Interval
 
 LatLng = tuple[float, float]
 Ring = tuple[LatLng, ...]
@@ -92,7 +93,26 @@ FeatureId = str | int
 
 @dataclass(frozen=True, slots=True)
 class Feature:
-    """One named input feature: the shapes it is made of and the id to report it by."""
+    """One named input feature: the shapes it is made of and the id to report it by.
+
+    ``when`` is None for a *standing* feature (a position valid for the whole
+    epoch, a strike at any time). Otherwise it holds one interval per shape: a
+    timed position or a strike window repeats one interval for every shape; a
+    movement along a route is one two-point ``Path`` per leg, each with the
+    leg's own interval.
+    """
 
     id: FeatureId
     shapes: tuple[Shape, ...]
+    when: tuple[Interval, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.when is not None and len(self.when) != len(self.shapes):
+            raise InputError(
+                f"feature {self.id!r} has {len(self.shapes)} shapes but {len(self.when)} "
+                "time intervals"
+            )
+
+    @property
+    def timed(self) -> bool:
+        return self.when is not None
