@@ -2,7 +2,9 @@
 
 It names the node and epoch, when it was made and until when it holds, the
 resolutions, one VOPRF public key per token resolution, the snapshot's encoding
-parameters and Merkle root, the query limit and the output policy. The proposer
+parameters and Merkle root, the query limit and the output policy; a v2
+descriptor adds the epoch's time tree (slot length and count) and one public
+key per (resolution, time level) for timed tokens. The proposer
 rejects descriptors that are badly signed, for someone else, expired, dated in
 the future, or older than one it has already seen (a replayed descriptor from an
 earlier epoch); the server also refuses a second, different descriptor for a
@@ -29,8 +31,12 @@ from hexpsi.protocol.errors import (
 from hexpsi.protocol.geo.resolution import check_resolutions, is_resolution
 from hexpsi.protocol.limits import DIGEST_SIZE, EPOCH_ID_SIZE, SIGNATURE_SIZE
 from hexpsi.protocol.snapshot.gcs import GcsParams
+from hexpsi.protocol.spacetime.tokens import TimedGroup, timed_groups
+from hexpsi.protocol.spacetime.tree import TimeTree
 
 DESCRIPTOR_LABEL = b"hexpsi/v1/descriptor"
+DESCRIPTOR_V2_LABEL = b"hexpsi/v2/descriptor"
+"""A descriptor with a time tree: the v1 fields, then the tree and the timed keys."""
 DIGEST_LABEL = b"hexpsi/v1/descriptor-digest"
 OUTPUT_POLICIES = ("cells", "count")
 MAX_NODE_SIZE = 63
@@ -54,6 +60,10 @@ class Descriptor:
     snapshot_bytes: int
     max_query_tokens: int
     output_policy: str = "cells"
+    time_tree: TimeTree | None = None
+    """The epoch's slots (None: the epoch answers standing tokens only, a v1 descriptor)."""
+    timed_public_keys: Mapping[TimedGroup, bytes] = field(default_factory=dict, hash=False)
+    """One VOPRF public key per (resolution, time level) when there is a time tree."""
 
     def __post_init__(self) -> None:
         check_resolutions(self.res, self.res_min)
@@ -81,11 +91,33 @@ class Descriptor:
         ):
             if not 0 <= value < 1 << bits:
                 raise LocalProtocolError(f"{name} must fit in {bits} unsigned bits, got {value}")
+        self._check_time()
+
+    def _check_time(self) -> None:
+        tree = self.time_tree
+        if tree is None:
+            if self.timed_public_keys:
+                raise LocalProtocolError("timed keys need a time tree")
+            return
+        expected = TimeTree.for_horizon(self.created_at, self.valid_until, tree.slot_seconds)
+        if tree != expected:
+            raise LocalProtocolError("the time tree does not span the epoch's validity")
+        if list(self.timed_public_keys) != self.timed_groups():
+            raise LocalProtocolError(
+                "descriptor needs one timed key per resolution and time level, in order"
+            )
+
+    def timed_groups(self) -> list[TimedGroup]:
+        """Every (resolution, time level) this epoch answers (none without a time tree)."""
+        if self.time_tree is None:
+            return []
+        return timed_groups(self.res, self.res_min, self.time_tree)
 
     def encode(self) -> bytes:
+        label = DESCRIPTOR_LABEL if self.time_tree is None else DESCRIPTOR_V2_LABEL
         writer = (
             Writer()
-            .fixed(DESCRIPTOR_LABEL, len(DESCRIPTOR_LABEL))
+            .fixed(label, len(label))
             .text(self.node)
             .fixed(self.epoch_id, EPOCH_ID_SIZE)
             .u64(self.sequence)
@@ -96,19 +128,20 @@ class Descriptor:
         )
         for resolution in range(self.res_min, self.res + 1):
             writer.fixed(self.public_keys[resolution], ELEMENT_SIZE)
-        return (
-            writer.blob(self.snapshot_params)
-            .fixed(self.snapshot_root, DIGEST_SIZE)
-            .u64(self.snapshot_bytes)
-            .u32(self.max_query_tokens)
-            .text(self.output_policy)
-            .getvalue()
-        )
+        writer.blob(self.snapshot_params).fixed(self.snapshot_root, DIGEST_SIZE)
+        writer.u64(self.snapshot_bytes).u32(self.max_query_tokens).text(self.output_policy)
+        if self.time_tree is not None:
+            tree = self.time_tree
+            writer.f64(tree.origin).u32(tree.slot_seconds).u32(tree.slots)
+            for group in self.timed_groups():
+                writer.fixed(self.timed_public_keys[group], ELEMENT_SIZE)
+        return writer.getvalue()
 
     @classmethod
     def decode(cls, data: bytes) -> Descriptor:
+        timed = bytes(data[: len(DESCRIPTOR_V2_LABEL)]) == DESCRIPTOR_V2_LABEL
         reader = Reader(data, what="epoch descriptor")
-        reader.expect(DESCRIPTOR_LABEL)
+        reader.expect(DESCRIPTOR_V2_LABEL if timed else DESCRIPTOR_LABEL)
         node = reader.text(max_size=MAX_NODE_SIZE)
         epoch_id = reader.fixed(EPOCH_ID_SIZE)
         sequence = reader.u64()
@@ -124,8 +157,16 @@ class Descriptor:
         snapshot_bytes = reader.u64()
         max_query_tokens = reader.u32()
         policy = reader.text(max_size=16)
-        reader.end()
+        tree = None
+        timed_keys: dict[TimedGroup, bytes] = {}
         try:
+            if timed:
+                tree = TimeTree(reader.f64(), reader.u32(), reader.u32())
+                timed_keys = {
+                    group: validate_element(reader.fixed(ELEMENT_SIZE))
+                    for group in timed_groups(res, res_min, tree)
+                }
+            reader.end()
             return cls(
                 node=node,
                 epoch_id=epoch_id,
@@ -140,6 +181,8 @@ class Descriptor:
                 snapshot_bytes=snapshot_bytes,
                 max_query_tokens=max_query_tokens,
                 output_policy=policy,
+                time_tree=tree,
+                timed_public_keys=timed_keys,
             )
         except LocalProtocolError as error:
             raise VerificationError(f"epoch descriptor is malformed: {error.message}") from None

@@ -45,6 +45,7 @@ from hexpsi.protocol.snapshot.gcs import (
     snapshot_digest,
 )
 from hexpsi.protocol.snapshot.merkle import MerkleBuilder
+from hexpsi.protocol.spacetime.tokens import TimedGroup, packed_token_bytes
 
 SNAPSHOT_BUCKET_MINIMUM = 1024
 EVALUATION_CHUNK = 4096
@@ -60,25 +61,40 @@ def truncate_output(output: bytes, bits: int) -> int:
     return int.from_bytes(output[:size], "big") >> (8 * size - bits)
 
 
+def token_inputs(level: int | None, items: Sequence[int]) -> list[bytes]:
+    """The OPRF inputs of one group's tokens: cells (standing, ``level`` None) or
+    packed (cell, node index) pairs at time level ``level``."""
+    if level is None:
+        return [token_bytes(cell) for cell in items]
+    return [packed_token_bytes(level, packed) for packed in items]
+
+
 def evaluate_chunk(job: tuple[bytes, Sequence[int], int]) -> list[int]:
     """Truncated OPRF outputs of one chunk of same-resolution cells under one key.
 
     Module-level and built from plain values so a process pool can pickle it.
     """
     secret, cells, bits = job
-    outputs = evaluate(secret, [token_bytes(cell) for cell in cells], MODE)
-    return [truncate_output(output, bits) for output in outputs]
+    return _evaluate(secret, token_inputs(None, cells), bits)
 
 
-def evaluate_into_parts(job: tuple[bytes, Sequence[int], int, Sequence[int]]) -> list[list[int]]:
-    """:func:`evaluate_chunk`, its values split by encoding part.
+def _evaluate(secret: bytes, inputs: list[bytes], bits: int) -> list[int]:
+    return [truncate_output(output, bits) for output in evaluate(secret, inputs, MODE)]
 
-    ``job`` ends with the parts' lower bounds after the first (ascending), so a
-    value goes to the last part whose bound it reaches.
+
+EvaluationJob = tuple[bytes, Sequence[int], int, Sequence[int], int | None]
+"""(key secret, tokens, λ, the parts' lower bounds, time level or None for standing)."""
+
+
+def evaluate_into_parts(job: EvaluationJob) -> list[list[int]]:
+    """One chunk of one group's tokens evaluated and truncated, split by encoding part.
+
+    The parts' lower bounds after the first (ascending) say where a value goes:
+    to the last part whose bound it reaches.
     """
-    secret, cells, bits, bounds = job
+    secret, items, bits, bounds, level = job
     parts: list[list[int]] = [[] for _ in range(len(bounds) + 1)]
-    for value in evaluate_chunk((secret, cells, bits)):
+    for value in _evaluate(secret, token_inputs(level, items), bits):
         parts[bisect.bisect_right(bounds, value)].append(value)
     return parts
 
@@ -102,14 +118,30 @@ def _jobs(
     keys: Mapping[int, KeyPair],
     bits: int,
     bounds: Sequence[int],
-) -> Iterator[tuple[bytes, list[int], int, Sequence[int]]]:
+    timed: TimedSource | None,
+) -> Iterator[EvaluationJob]:
     for resolution in sorted(tokens):
         # Any order will do (the values are sorted per part later); sorting a
         # million cells here would hold back the first job by most of a second.
         cells = list(tokens[resolution])
         secret = keys[resolution].secret
         for start in range(0, len(cells), EVALUATION_CHUNK):
-            yield secret, cells[start : start + EVALUATION_CHUNK], bits, bounds
+            yield secret, cells[start : start + EVALUATION_CHUNK], bits, bounds, None
+    if timed is None:
+        return
+    for (resolution, level), packed in timed.groups():
+        secret = timed.keys[resolution, level].secret
+        for start in range(0, len(packed), EVALUATION_CHUNK):
+            yield secret, packed[start : start + EVALUATION_CHUNK], bits, bounds, level
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSource:
+    """An epoch's timed tokens: regenerated group by group when asked, never all held."""
+
+    groups: Callable[[], Iterator[tuple[TimedGroup, list[int]]]]
+    keys: Mapping[TimedGroup, KeyPair]
+    count: int
 
 
 def _encoding_parts(params: GcsParams) -> list[tuple[int, int]]:
@@ -160,6 +192,7 @@ def build_snapshot(
     tokens: Mapping[int, Iterable[int]],
     keys: Mapping[int, KeyPair],
     *,
+    timed: TimedSource | None = None,
     rng: RandomBytes,
     sink: Callable[[bytes], None],
     max_query_tokens: int = DEFAULT_MAX_QUERY_TOKENS,
@@ -170,10 +203,11 @@ def build_snapshot(
 
     Memory holds the values (split by encoding part) and then the encoded
     blocks, about 45 and 6 bytes a value; the blocks reach ``sink`` once every
-    part has encoded cleanly.
+    part has encoded cleanly. ``timed`` adds the epoch's space-time tokens,
+    evaluated under their own keys into the same snapshot.
     """
     unique = {resolution: set(cells) for resolution, cells in tokens.items()}
-    count = sum(len(cells) for cells in unique.values())
+    count = sum(len(cells) for cells in unique.values()) + (timed.count if timed else 0)
     plan = SnapshotPlan.for_tokens(
         count, max_query_tokens=max_query_tokens, false_positive=false_positive
     )
@@ -181,7 +215,7 @@ def build_snapshot(
     ranges = _encoding_parts(params)
     bounds = [params.block_range(first)[0] for first, _ in ranges[1:]]
     values_by_part: list[list[int]] = [[] for _ in ranges]
-    for chunk in mapper(evaluate_into_parts, _jobs(unique, keys, plan.bits, bounds)):
+    for chunk in mapper(evaluate_into_parts, _jobs(unique, keys, plan.bits, bounds, timed)):
         for part, values in zip(values_by_part, chunk, strict=True):
             part.extend(values)
     for value in random_values(plan.padded_count - count, bits=plan.bits, rng=rng):

@@ -123,6 +123,9 @@ class NodeConfig:
     res: int = DEFAULT_RES
     res_min: int = DEFAULT_RES_MIN
     epoch_validity_hours: float = 24.0
+    slot_minutes: int = 15
+    """Length of a time slot: timed positions and strike windows are rounded outward
+    to whole slots. 0: epochs have no time tree and take no timed positions."""
     renew_before_hours: float = 6.0
     """A running server publishes a fresh epoch (same positions, new keys) this long
     before the served one expires; 0 turns renewal off. Default: a quarter of the
@@ -148,6 +151,14 @@ class NodeConfig:
         res = reader.integer("res", DEFAULT_RES, MIN_RES, MAX_RES)
         res_min = reader.integer("res_min", DEFAULT_RES_MIN, 0, res)
         validity = reader.positive("epoch_validity_hours", 24.0)
+        slot_minutes = reader.integer("slot_minutes", 15, 0, 1440)
+        if slot_minutes and validity * 60 / slot_minutes > 1 << 24:
+            raise InputError(
+                f"epoch_validity_hours ({validity:g}) holds more than 2**24 slots of "
+                f"{slot_minutes} min",
+                where=where,
+                hint="lengthen slot_minutes or shorten the validity",
+            )
         renew_before = reader.non_negative("renew_before_hours", validity / 4)
         if renew_before >= validity:
             raise InputError(
@@ -185,6 +196,7 @@ class NodeConfig:
             res,
             res_min,
             epoch_validity_hours=validity,
+            slot_minutes=slot_minutes,
             renew_before_hours=renew_before,
             limits=limits,
             budget=budget,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hexpsi.protocol.crypto.group import ELEMENT_SIZE
-from hexpsi.protocol.crypto.keys import epoch_keys
+from hexpsi.protocol.crypto.keys import epoch_keys, timed_epoch_keys
 from hexpsi.protocol.crypto.oprf import KeyPair
 from hexpsi.protocol.epoch import schedule
 from hexpsi.protocol.epoch.descriptor import Descriptor, SignedDescriptor, snapshot_params
@@ -48,6 +48,8 @@ from hexpsi.protocol.mutual.sets import mutual_points
 from hexpsi.protocol.parallel import Mapper
 from hexpsi.protocol.randomness import RandomBytes
 from hexpsi.protocol.snapshot.gcs import GcsParams, SnapshotReader
+from hexpsi.protocol.spacetime.interval import Interval
+from hexpsi.protocol.spacetime.tokens import TimedGroup
 from hexpsi.protocol.times import rfc3339
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.files import (
@@ -73,8 +75,11 @@ SOURCES_FILE = "sources.json"
 """What ``positions`` read for an epoch (files, their SHA-256, the options), owner-only."""
 MUTUAL_POINTS_FILE = "mutual_points"
 CELLS_FILE = "cells"
+TIMED_FILE = "timed"
+"""The timed protected cells: (cell u64, start f64, end f64) big-endian records, owner-only."""
 KEEP_EPOCHS = 2
 _OFFSET = struct.Struct(">Q")
+_TIMED = struct.Struct(">Qdd")
 
 
 class BlockFile:
@@ -141,6 +146,7 @@ class ServedEpoch:
     params: GcsParams
     blocks: BlockFile
     directory: Path
+    timed_keys: dict[TimedGroup, KeyPair] = field(default_factory=dict)
     _mutual: MutualInputs | None = field(default=None, init=False, repr=False)
     _mutual_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -166,6 +172,10 @@ class ServedEpoch:
     def protected_cells(self) -> list[int]:
         """The epoch's protected cells at its ``res``, sorted (for the mutual check)."""
         return load_cells(self.directory)
+
+    def timed_cells(self) -> list[tuple[int, Interval]]:
+        """The epoch's timed protected cells with their intervals (for a renewal)."""
+        return load_timed_cells(self.directory)
 
     def mutual_points(self, mapper: Mapper = map) -> dict[int, bytes]:
         """H(cell) for every protected cell, computed at the first mutual check and kept.
@@ -197,6 +207,17 @@ class ServedEpoch:
             if self._mutual is None:
                 self._mutual = MutualInputs(self.protected_cells(), self.mutual_points(mapper))
             return self._mutual
+
+
+def load_timed_cells(directory: Path) -> list[tuple[int, Interval]]:
+    """The timed cells stored in an epoch directory (none if it has no timed positions)."""
+    try:
+        raw = (directory / TIMED_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    if len(raw) % _TIMED.size:
+        raise LocalProtocolError(f"{directory / TIMED_FILE} is truncated")
+    return [(cell, Interval(start, end)) for cell, start, end in _TIMED.iter_unpack(raw)]
 
 
 def load_cells(directory: Path) -> list[int]:
@@ -314,6 +335,7 @@ class EpochStore:
         valid_from: float | None = None,
         valid_until: float | None = None,
         sources: Mapping[str, object] | None = None,
+        timed_cells: Iterable[tuple[int, Interval]] = (),
     ) -> ServedEpoch:
         """Build a new epoch from ``protected_cells`` and publish it.
 
@@ -321,6 +343,9 @@ class EpochStore:
         ``valid_until`` (default: the configured validity later); one that starts
         later is scheduled, and the server switches to it when it begins.
         ``sources`` (what ``positions`` read, and how) is kept beside the epoch.
+        ``timed_cells`` (cells at ``res``, each with the interval it is protected
+        for) go into the snapshot as space-time tokens over the epoch's time tree
+        (``slot_minutes``); a renewal builds them again over its own horizon.
         """
         config = self.node.config
         created_at = now if valid_from is None else valid_from
@@ -337,6 +362,8 @@ class EpochStore:
                 hint="give a --valid-until after --valid-from",
             )
         cells = list(protected_cells)
+        timed = sorted(set(timed_cells))
+        slot_seconds = config.slot_minutes * 60 or None
         sequence = self.next_sequence()
         ensure_private_dir(self.root)
         staging = self.root / f".{sequence:06d}.building"
@@ -368,6 +395,8 @@ class EpochStore:
                     rng=rng,
                     sink=sink,
                     mapper=mapper,
+                    timed_cells=timed,
+                    slot_seconds=slot_seconds,
                 )
                 blocks_out.flush()
                 os.fsync(blocks_out.fileno())
@@ -375,6 +404,9 @@ class EpochStore:
             # start_epoch has validated every cell by now; the raw map is owner-only.
             raw_cells = b"".join(_OFFSET.pack(c) for c in sorted(set(cells)))
             atomic_write(staging / CELLS_FILE, raw_cells, mode=SECRET_MODE)
+            if timed:
+                raw_timed = b"".join(_TIMED.pack(c, i.start, i.end) for c, i in timed)
+                atomic_write(staging / TIMED_FILE, raw_timed, mode=SECRET_MODE)
             atomic_write(staging / "descriptor", epoch.descriptor.encoded)
             atomic_write(staging / "signature", epoch.descriptor.signature)
             if sources is not None:
@@ -422,7 +454,10 @@ class EpochStore:
         )
         d = descriptor.descriptor
         keys = epoch_keys(self.node.oprf_master, d.epoch_id, res=d.res, res_min=d.res_min)
-        if any(keys[r].public != d.public_keys[r] for r in keys):
+        timed_keys = timed_epoch_keys(self.node.oprf_master, d.epoch_id, d.timed_groups())
+        if any(keys[r].public != d.public_keys[r] for r in keys) or any(
+            timed_keys[g].public != d.timed_public_keys[g] for g in timed_keys
+        ):
             raise LocalProtocolError(
                 f"epoch {sequence} was not made with this node's OPRF master secret"
             )
@@ -431,7 +466,7 @@ class EpochStore:
         if blocks.count != params.block_count:
             blocks.close()
             raise LocalProtocolError(f"epoch {sequence}: snapshot block count does not match")
-        return ServedEpoch(descriptor, keys, params, blocks, directory)
+        return ServedEpoch(descriptor, keys, params, blocks, directory, timed_keys)
 
     def current(self) -> ServedEpoch | None:
         sequence = self.current_sequence()

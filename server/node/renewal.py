@@ -4,11 +4,12 @@ Both paths build the epoch with :class:`EpochStore` and log it in the audit
 log as an ``epoch`` entry, so the log tells every epoch a peer may have been
 answered from, when it began and when it ends.
 
-A renewal republishes the served epoch's own protected cells (the positions
-the operator last set, not whatever the source files hold now) with fresh
-keys, before the served one expires. Several servers of one node (replicas)
-may try at once: the first takes ``epochs/.renew.lock`` and the others then
-find the renewal done.
+A renewal republishes the served epoch's own protected cells, standing and
+timed (the positions the operator last set, not whatever the source files
+hold now), with fresh keys over its own horizon, before the served one
+expires: timed cells whose interval has passed drop out on their own.
+Several servers of one node (replicas) may try at once: the first takes
+``epochs/.renew.lock`` and the others then find the renewal done.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ from typing import Any
 
 from hexpsi.protocol.epoch import schedule
 from hexpsi.protocol.errors import HexpsiError
+from hexpsi.protocol.spacetime.interval import Interval
 from hexpsi.protocol.times import rfc3339
 from hexpsi.server.node.auditlog import AuditLog
-from hexpsi.server.node.epochs import SOURCES_FILE, EpochStore, ServedEpoch, load_cells
+from hexpsi.server.node.epochs import (
+    SOURCES_FILE,
+    EpochStore,
+    ServedEpoch,
+    load_cells,
+    load_timed_cells,
+)
 from hexpsi.server.node.files import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -44,10 +52,16 @@ def publish(
     valid_until: float | None = None,
     sources: Mapping[str, Any] | None = None,
     renewed_from: int | None = None,
+    timed_cells: Collection[tuple[int, Interval]] = (),
 ) -> ServedEpoch:
-    """Build, publish and log one epoch of ``cells``."""
+    """Build, publish and log one epoch of ``cells`` (and ``timed_cells``)."""
     epoch = store.create(
-        cells, now=now, valid_from=valid_from, valid_until=valid_until, sources=sources
+        cells,
+        now=now,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        sources=sources,
+        timed_cells=timed_cells,
     )
     d = epoch.descriptor.descriptor
     audit.append(
@@ -58,6 +72,7 @@ def publish(
             "epoch_id": d.epoch_id.hex(),
             "descriptor_digest": epoch.descriptor.digest.hex(),
             "protected_cells": len(cells),
+            "timed_cells": len(timed_cells),
             "snapshot_values": epoch.params.count,
             "created_at": d.created_at,
             "valid_until": d.valid_until,
@@ -108,9 +123,12 @@ def renew_if_due(store: EpochStore, audit: AuditLog, *, now: float) -> ServedEpo
             return None
         directory = store.root / f"{latest:06d}"
         cells = load_cells(directory)
+        timed = load_timed_cells(directory)
         sources = stored_sources(directory) or {}
         sources["renewed_from"] = latest
-        epoch = publish(store, audit, cells, now=now, sources=sources, renewed_from=latest)
+        epoch = publish(
+            store, audit, cells, now=now, sources=sources, renewed_from=latest, timed_cells=timed
+        )
     d = epoch.descriptor.descriptor
     log.info(
         "renewed epoch %d as epoch %d (same %d cells, new keys), valid until %s",
