@@ -36,6 +36,7 @@ from hexpsi.server.cli import (
     mutual,
     peer,
     positions,
+    rotate,
     serve,
     theatre,
 )
@@ -55,6 +56,7 @@ SUBCOMMANDS: Sequence[Subcommand] = [
     init,
     identity,
     peer,
+    rotate,
     theatre,
     positions,
     serve,

@@ -7,6 +7,9 @@ Layout (the directory itself is 0700)::
     tls.key          ECDSA P-256 key, PKCS#8 PEM (0600)
     tls.crt          self-signed leaf certificate for this node (PEM)
     oprf.master      OPRF master secret (32 bytes, 0600): epoch keys are derived from it
+    rotations/<n>.json, rotated/<n>/
+                     this node's key rotations: the signed statements, the retired keys
+                     (node.rotations; made by node.rotate)
     peers/<name>.json  a pinned peer: its identity, certificate fingerprint, overrides
     ledger.sqlite3   budgets and session ids (node.ledger)
     audit.sqlite3    the signed audit log (node.auditlog)
@@ -43,12 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from hexpsi.protocol.budget import Allowance
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
 from hexpsi.protocol.geo.theatre import Theatre, read_theatre
+from hexpsi.protocol.rotation import SignedRotation, check_chain
 from hexpsi.server.node import tls
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.config import (
@@ -67,10 +71,21 @@ from hexpsi.server.node.files import (
     write_secret,
 )
 from hexpsi.server.node.identity import Identity, identity_from_json, load_identity
+from hexpsi.server.node.keyfiles import SEED_SIZE, SIGNING_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE
 from hexpsi.server.node.ledger import Allowances, Ledger, Operation
 from hexpsi.server.node.peers import PEERS_DIR, Peer, PeerBook, UnknownPeer, peer_overrides
+from hexpsi.server.node.rotations import (
+    ROTATIONS_DIR,
+    finish_pending,
+    own_rotations,
+    signing_key_history,
+)
 
 __all__ = [
+    "SEED_SIZE",
+    "SIGNING_KEY_FILE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
     "Identity",
     "Node",
     "Peer",
@@ -80,9 +95,6 @@ __all__ = [
     "load_identity",
 ]
 
-SIGNING_KEY_FILE = "signing.key"
-TLS_KEY_FILE = "tls.key"
-TLS_CERT_FILE = "tls.crt"
 OPRF_MASTER_FILE = "oprf.master"
 LEDGER_FILE = "ledger.sqlite3"
 AUDIT_FILE = "audit.sqlite3"
@@ -90,7 +102,6 @@ THEATRE_FILE = "theatre.geojson"
 
 THEATRE_MODE = 0o600
 """Where a node operates is the operator's business: owner-only, like the positions."""
-SEED_SIZE = 32
 OPRF_MASTER_SIZE = 32
 
 
@@ -107,6 +118,8 @@ class Node:
                 f"{self.directory} is not a hexpsi node directory",
                 hint=f"create one: hexpsi init {self.directory} --name NAME --listen HOST:PORT",
             )
+        # A key rotation that was decided but not finished (a crash) is finished first.
+        finish_pending(self.directory, audit_path=self.directory / AUDIT_FILE)
         self.config = load_config(self.directory / CONFIG_FILE)
         self.signing_key = self._load_signing_key()
         self.tls_key_pem, self.tls_certificate_pem = self._load_tls()
@@ -118,6 +131,8 @@ class Node:
                 where=OPRF_MASTER_FILE,
             )
         self.book = PeerBook(self.directory / PEERS_DIR, self.config, node_directory=self.directory)
+        self._rotations: list[SignedRotation] | None = None
+        self.rotations()
 
     def __repr__(self) -> str:
         return f"Node(name={self.name!r}, directory={str(self.directory)!r})"
@@ -205,6 +220,28 @@ class Node:
     def identity(self) -> dict[str, Any]:
         """The identity document to hand to peers (``hexpsi identity``)."""
         return self.own_identity().to_json()
+
+    # -- key rotations
+
+    def rotations(self) -> list[SignedRotation]:
+        """This node's rotation statements, 1 to n, the last handing over to its keys now."""
+        if self._rotations is None:
+            statements = own_rotations(self.directory, self.name)
+            try:
+                check_chain(
+                    statements,
+                    node=self.name,
+                    signing_key=bytes(self.signing_key.verify_key),
+                    certificate_sha256=bytes.fromhex(self.certificate_sha256),
+                )
+            except InputError as error:
+                raise InputError(error.message, where=ROTATIONS_DIR) from None
+            self._rotations = statements
+        return list(self._rotations)
+
+    def signing_keys(self) -> list[VerifyKey]:
+        """Every signing key this node has had, first first: what its audit log verifies with."""
+        return signing_key_history(self.rotations(), self.signing_key.verify_key)
 
     # -- peers
 
