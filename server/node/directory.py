@@ -39,9 +39,11 @@ presented (:meth:`Node.peer_by_certificate`), never by the name inside it.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +51,11 @@ import tomli_w
 from nacl.signing import SigningKey, VerifyKey
 
 from hexpsi.protocol.budget import Allowance
-from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.errors import HexpsiError, InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
 from hexpsi.protocol.geo.theatre import Theatre, read_theatre
 from hexpsi.protocol.rotation import SignedRotation, check_chain
-from hexpsi.server.node import tls
+from hexpsi.server.node import peer_rotations, tls
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.config import (
     CONFIG_FILE,
@@ -103,6 +105,7 @@ THEATRE_FILE = "theatre.geojson"
 THEATRE_MODE = 0o600
 """Where a node operates is the operator's business: owner-only, like the positions."""
 OPRF_MASTER_SIZE = 32
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- the node
@@ -321,6 +324,32 @@ class Node:
                 hint="give --budget-km2, --window-hours, --address or --max-set-size",
             )
         return self.book.update(name, changes)
+
+    def apply_rotation(
+        self, name: str, statements: Sequence[SignedRotation], *, now: float
+    ) -> Peer:
+        """Re-pin ``name`` through ``statements`` (all of them, in order), and log it.
+
+        ``hexpsi peer update DIR NAME --rotation FILE``; refused, with nothing changed,
+        unless each statement hands over from what is pinned by then
+        (``node.peer_rotations``).
+        """
+        peer, applied = peer_rotations.apply_statements(self.book, name, statements)
+        self._log_peer_rotations(peer.name, applied, now, via="statement")
+        return peer
+
+    def _log_peer_rotations(
+        self, name: str, applied: Sequence[SignedRotation], now: float, *, via: str
+    ) -> None:
+        try:
+            with self.open_audit_log() as audit:
+                for statement in applied:
+                    details = peer_rotations.audit_details(statement, via=via)
+                    audit.append(peer_rotations.PEER_ROTATION_AUDIT_KIND, name, details, now)
+        except HexpsiError:
+            # The peer is re-pinned (its file says so, statements included); say why the
+            # log lacks it rather than hide the re-pin behind this error.
+            log.exception("could not log the key rotation of peer %s", name)
 
     def remove_peer(self, name: str) -> Peer:
         """Unpin ``name``: a running server refuses its next call and ends its open ones."""

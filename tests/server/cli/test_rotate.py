@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,37 @@ def test_rotate_prints_the_statement_without_an_output_file(
     assert main(["rotate", str(alpha), "--signing"]) == 0
     statement = SignedRotation.from_json(capsys.readouterr().out.encode())
     assert statement.rotation.what == "signing key"
+
+
+def test_a_peer_follows_two_rotations_by_hand_and_refuses_them_again(
+    nodes: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alpha, bravo = nodes
+    first, second = tmp_path / "r1.json", tmp_path / "r2.json"
+    assert main(["rotate", str(alpha), "--tls", "-o", str(first)]) == 0
+    assert main(["rotate", str(alpha), "--signing", "-o", str(second)]) == 0
+    capsys.readouterr()
+    argv = ["peer", "update", str(bravo), "alpha", "--rotation", str(second)]
+    assert main([*argv, "--rotation", str(first), "--budget-km2", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "applied rotation 1 of alpha (TLS certificate)" in out
+    assert "applied rotation 2 of alpha (signing key)" in out
+    pinned = Node(bravo).peer("alpha")
+    assert pinned.identity.signing_public_key == Node(alpha).own_identity().signing_public_key
+    assert pinned.certificate_sha256 == Node(alpha).certificate_sha256
+    assert pinned.budget_km2 == 12
+    assert main(["peer", "list", str(bravo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["rotations"] == [1, 2]
+    peer_file = bravo / "peers" / "alpha.json"
+    kept = peer_file.read_bytes()
+    assert main(argv) == 1
+    assert "already applied: a replayed statement" in capsys.readouterr().err
+    assert peer_file.read_bytes() == kept
+    with Node(bravo).open_audit_log() as audit:
+        kinds = [
+            (entry.kind, entry.peer, entry.details_object()["via"]) for entry in audit.entries()
+        ]
+    assert kinds == [("peer-rotation", "alpha", "statement")] * 2
 
 
 def test_audit_verify_follows_rotations_from_the_first_key(
