@@ -338,6 +338,18 @@ class Node:
         self._log_peer_rotations(peer.name, applied, now, via="statement")
         return peer
 
+    def follow_rotations(self, name: str, presented: Sequence[bytes], *, now: float) -> Peer:
+        """Re-pin ``name`` as far as the statements it presented with its descriptor lead."""
+        peer, applied = peer_rotations.follow_statements(self.book, name, presented)
+        if applied:
+            log.warning(
+                "peer %s rotated its signing key: re-pinned on the strength of rotation %s",
+                name,
+                ", ".join(str(s.rotation.sequence) for s in applied),
+            )
+            self._log_peer_rotations(peer.name, applied, now, via="descriptor")
+        return peer
+
     def _log_peer_rotations(
         self, name: str, applied: Sequence[SignedRotation], now: float, *, via: str
     ) -> None:

@@ -2,12 +2,19 @@
 
 A statement counts only if it hands over from exactly what is pinned: the
 peer's name, its pinned signing key (whose signature it must carry) and its
-pinned certificate. :func:`apply_statements` takes the statements an operator
-was handed (``hexpsi peer update DIR NAME --rotation FILE``), every one of
-which must apply, in sequence order; anything else is refused with the reason.
+pinned certificate. Two ways in:
 
-The new certificate must be a pinnable one for the peer's name, and neither it
-nor the new signing key may be pinned for another peer. The peer
+- :func:`apply_statements`: statements an operator was handed
+  (``hexpsi peer update DIR NAME --rotation FILE``), every one of which must
+  apply, in sequence order; anything else is refused with the reason.
+- :func:`follow_statements`: the statements a peer presents with its epoch
+  descriptor. Only those leading on from what is pinned are followed, and only
+  ones that keep the certificate: the connection they came over was
+  authenticated with the pinned certificate, so a TLS rotation cannot arrive
+  this way (the peer could not have been reached after it).
+
+Either way the new certificate must be a pinnable one for the peer's name, and
+neither it nor the new signing key may be pinned for another peer. The peer
 file then holds the new identity and every statement applied
 (``PeerBook.repin``), so the ledger, which knows peers by name, carries on.
 """
@@ -16,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hexpsi.protocol.rotation import Pinned, SignedRotation, hand_over
+from hexpsi.protocol.errors import HexpsiError, VerificationError
+from hexpsi.protocol.rotation import MAX_ROTATIONS, Pinned, SignedRotation, follow, hand_over
 from hexpsi.server.node import tls
 from hexpsi.server.node.identity import Identity
 from hexpsi.server.node.peers import Peer, PeerBook
@@ -52,6 +60,30 @@ def apply_statements(
     """Re-pin ``name`` through every one of ``statements``; returns the peer and them."""
     peer = book.peer(name)
     return _repin(book, peer, hand_over(pinned(peer), statements))
+
+
+def follow_statements(
+    book: PeerBook, name: str, presented: Sequence[bytes]
+) -> tuple[Peer, list[SignedRotation]]:
+    """Re-pin ``name`` as far as the statements it presented lead from what is pinned.
+
+    Returns the peer (unchanged when none lead on) and the statements applied.
+    """
+    peer = book.peer(name)
+    if len(presented) > MAX_ROTATIONS:
+        raise VerificationError(
+            f"peer {name} presents {len(presented)} rotation statements (at most "
+            f"{MAX_ROTATIONS} are read)"
+        )
+    statements = []
+    for data in presented:
+        try:
+            statements.append(SignedRotation.from_signed_message(data))
+        except HexpsiError as error:
+            raise VerificationError(
+                f"peer {name} presents a rotation statement that does not verify: {error.message}"
+            ) from None
+    return _repin(book, peer, follow(pinned(peer), statements, certificate_may_change=False))
 
 
 PEER_ROTATION_AUDIT_KIND = "peer-rotation"
