@@ -11,6 +11,13 @@ chain is still valid. The log therefore also keeps a signed *head* (entry count
 and newest hash). Cutting entries means rolling the head back too, which needs
 an earlier copy of the head that someone kept; external anchors (receipts held
 by peers, exported heads) cover that case.
+
+Key rotation keeps one chain. A ``key-rotation`` entry is signed by the key in
+force before it and carries the node's signed rotation statement
+(``protocol.rotation``); the entries after it are signed by the key it hands
+over to, and so is the head. :func:`verify_chain` starts from the node's first
+signing key (or a list of the keys a verifier knows, first first) and follows
+every rotation entry whose statement the key in force signed.
 """
 
 from __future__ import annotations
@@ -20,15 +27,16 @@ import json
 import math
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nacl.signing import SigningKey, VerifyKey
 
 from hexpsi.protocol.crypto.signing import signature_is_valid
-from hexpsi.protocol.errors import InputError, VerificationError
+from hexpsi.protocol.errors import HexpsiError, InputError, VerificationError
 from hexpsi.protocol.limits import DIGEST_SIZE
+from hexpsi.protocol.rotation import SignedRotation
 
 ENCODING_VERSION = 1
 HASH_LABEL = b"hexpsi/v1/audit"
@@ -36,6 +44,8 @@ SIGNATURE_LABEL = b"hexpsi/v1/audit-entry-signature"
 HEAD_LABEL = b"hexpsi/v1/audit-head"
 GENESIS_HASH = bytes(DIGEST_SIZE)
 """The ``prev_hash`` of entry 1."""
+ROTATION_KIND = "key-rotation"
+"""The entry that hands the log over to the node's next signing key."""
 
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_PEER_BYTES = 255
@@ -226,27 +236,135 @@ def _verify_entry(entry: Entry, expected_seq: int, prev: bytes, verify_key: Veri
         raise ChainBroken(entry.seq, "signature does not verify")
 
 
+def rotation_details(statement: SignedRotation) -> dict[str, Any]:
+    """The details of the ``key-rotation`` entry that records ``statement``."""
+    rotation = statement.rotation
+    return {
+        "rotation": rotation.sequence,
+        "changed": rotation.what,
+        "old_signing_key": rotation.old_signing_key.hex(),
+        "new_signing_key": rotation.new_signing_key.hex(),
+        "old_certificate_sha256": rotation.old_certificate_sha256.hex(),
+        "new_certificate_sha256": rotation.new_certificate_sha256.hex(),
+        "statement": statement.signed_message.hex(),
+    }
+
+
+def rotation_of(entry: Entry) -> SignedRotation:
+    """The rotation statement a ``key-rotation`` entry carries, checked against its details.
+
+    The statement's own signatures are checked (by the old and the new key it
+    names); whether the old one was the key in force is :func:`verify_chain`'s
+    business.
+    """
+    details = entry.details_object()
+    text = details.get("statement")
+    try:
+        raw = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        raw = b""
+    if not raw:
+        raise InputError("its statement is not hex")
+    statement = SignedRotation.from_signed_message(raw)
+    if details != rotation_details(statement):
+        raise InputError("its details do not match the statement it carries")
+    return statement
+
+
+@dataclass(slots=True)
+class _Keys:
+    """The signing key in force while a chain is read, and the keys a verifier knows."""
+
+    known: list[VerifyKey]
+    current: VerifyKey
+    changes: int = 0
+    last_rotation: int = 0
+
+    def rotate(self, entry: Entry) -> None:
+        try:
+            statement = rotation_of(entry)
+        except (HexpsiError, ValueError, TypeError) as error:
+            reason = error.message if isinstance(error, HexpsiError) else str(error)
+            raise ChainBroken(entry.seq, f"malformed key rotation ({reason})") from None
+        rotation = statement.rotation
+        if rotation.old_signing_key != bytes(self.current):
+            raise ChainBroken(
+                entry.seq, "key rotation hands over from a key other than the one in force"
+            )
+        if rotation.sequence <= self.last_rotation:
+            raise ChainBroken(
+                entry.seq,
+                f"key rotation {rotation.sequence} does not follow rotation {self.last_rotation}",
+            )
+        self.last_rotation = rotation.sequence
+        if not rotation.changes_signing_key:
+            return
+        self.changes += 1
+        new = VerifyKey(rotation.new_signing_key)
+        if self.changes < len(self.known) and bytes(self.known[self.changes]) != bytes(new):
+            raise ChainBroken(
+                entry.seq,
+                f"key rotation hands over to {rotation.new_signing_key.hex()[:16]}..., not to "
+                f"the known signing key {self.changes + 1} "
+                f"({bytes(self.known[self.changes]).hex()[:16]}...)",
+            )
+        self.current = new
+
+
 def verify_chain(
-    entries: Iterable[Entry], verify_key: VerifyKey, *, head: Head | None = None
-) -> None:
+    entries: Iterable[Entry],
+    verify_keys: VerifyKey | Sequence[VerifyKey],
+    *,
+    head: Head | None = None,
+) -> VerifyKey:
     """Check an entire log from entry 1; raise :class:`ChainBroken` at the first bad entry.
 
     Catches edited fields, broken links, bad signatures, gaps and reordering. With
     ``head`` (the signed newest position) it also catches entries cut off the end.
+
+    ``verify_keys`` is the node's first signing key, or the signing keys a
+    verifier knows it by, first first. Entry 1 must be signed by the first; each
+    ``key-rotation`` entry, signed by the key in force and carrying a statement
+    that key signed, hands the rest of the log over to the new key it names, which
+    must be the next known key if there is one. A log that ends before it reaches
+    the last known key is refused. The head is signed by the key in force at the
+    end, which is returned.
     """
+    known = [verify_keys] if isinstance(verify_keys, VerifyKey) else list(verify_keys)
+    if not known:
+        raise InputError("verifying an audit log needs the node's first signing key")
+    keys = _Keys(known=known, current=known[0])
     prev = GENESIS_HASH
     last_seq = 0
     for entry in entries:
-        _verify_entry(entry, last_seq + 1, prev, verify_key)
+        _verify_entry(entry, last_seq + 1, prev, keys.current)
+        if entry.kind == ROTATION_KIND:
+            keys.rotate(entry)
         prev = entry.hash
         last_seq = entry.seq
-    if head is None:
-        return
+    if head is not None:
+        _verify_head(head, last_seq, prev, keys.current)
+    if keys.changes + 1 < len(known):
+        missing = known[keys.changes + 1]
+        raise ChainBroken(
+            last_seq + 1,
+            f"missing: the log ends before it hands over to the known signing key "
+            f"{keys.changes + 2} ({bytes(missing).hex()[:16]}...)",
+        )
+    return keys.current
+
+
+def head_is_signed_by(head: Head, verify_key: VerifyKey) -> bool:
+    """Whether ``head`` carries ``verify_key``'s signature (False for a malformed head)."""
     try:
         message = _head_message(head.seq, bytes(head.hash))
     except (struct.error, TypeError):
-        message = b""
-    if not message or not signature_is_valid(verify_key, message, head.signature):
+        return False
+    return signature_is_valid(verify_key, message, head.signature)
+
+
+def _verify_head(head: Head, last_seq: int, prev: bytes, verify_key: VerifyKey) -> None:
+    if not head_is_signed_by(head, verify_key):
         raise ChainBroken(max(last_seq, 1), "the signed head of the log does not verify")
     if head.seq > last_seq:
         raise ChainBroken(

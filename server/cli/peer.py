@@ -3,6 +3,11 @@
 Pinning trusts exactly one certificate for one name. The fingerprint printed by
 ``peer add`` should be compared with the one the peer's ``hexpsi identity``
 printed, over a channel both sides trust, before any check is run.
+
+``peer update DIR NAME --rotation FILE`` re-pins a peer that rotated its keys
+(``hexpsi rotate``) on the strength of the statement its old signing key
+signed: no new fingerprint comparison is needed, since the pinned key vouches
+for the new one. Its budget and spending carry on, being kept by name.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING
 from hexpsi.server.streams import read_input
 
 if TYPE_CHECKING:
+    from hexpsi.protocol.rotation import SignedRotation
     from hexpsi.server.cli import Subparsers
     from hexpsi.server.node.directory import Node, Peer
 
@@ -38,11 +44,22 @@ def register(subparsers: Subparsers) -> None:
 
     update = actions.add_parser(
         "update",
-        help="change a pinned peer's address, budget, window or largest mutual set",
-        description="Change a pinned peer's settings; a running server applies them at once.",
+        help="change a pinned peer's settings, or re-pin it by its rotation statement",
+        description=(
+            "Change a pinned peer's settings; a running server applies them at once. "
+            "--rotation re-pins the peer's new certificate and signing key on the strength "
+            "of a statement (from its hexpsi rotate) signed by the key pinned here."
+        ),
     )
     update.add_argument("directory", metavar="DIR", help="this node's directory")
     update.add_argument("name", metavar="NAME", help="the pinned peer")
+    update.add_argument(
+        "--rotation",
+        action="append",
+        metavar="ROTATION.json",
+        help="the peer's rotation statement (- for stdin); repeat for several, applied in "
+        "their sequence order",
+    )
     _add_override_options(update)
 
     remove = actions.add_parser(
@@ -99,6 +116,7 @@ def _summary(peer: Peer) -> dict[str, object]:
         "certificate_sha256": peer.certificate_sha256,
         "signing_public_key": peer.identity.signing_public_key.hex(),
         "overrides": sorted(peer.overrides),
+        "rotations": [statement.rotation.sequence for statement in peer.rotations],
     }
 
 
@@ -182,8 +200,14 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def changes_in_order(args: argparse.Namespace) -> tuple[object, object, object, object]:
+    """The settings ``peer update`` may change, in ``peer_overrides``'s order."""
+    return (args.address, args.budget_km2, args.window_hours, args.max_set_size)
+
+
 def run_update(args: argparse.Namespace) -> int:
     from hexpsi.server.node.directory import Node
+    from hexpsi.server.node.peers import peer_overrides
 
     changes = {
         key: value
@@ -196,6 +220,16 @@ def run_update(args: argparse.Namespace) -> int:
         if value is not None
     }
     node = Node(args.directory)
+    if args.rotation:
+        _check_stdin_once(args.rotation)
+        node.peer(args.name)
+        statements = _read_rotations(args.rotation)
+        # A bad setting is refused before the peer is re-pinned: a refusal changes nothing.
+        peer_overrides(*changes_in_order(args), where="peer")
+        _rotate(node, args.name, statements)
+        if not changes:
+            _tell_servers(node)
+            return 0
     peer = node.update_peer(args.name, **changes)  # nothing given: refused there
     print(
         f"updated {peer.name}: {peer.address}, {peer.budget_km2:g} km2 per "
@@ -204,6 +238,34 @@ def run_update(args: argparse.Namespace) -> int:
     _log_change(node, "peer-updated", peer, changed=sorted(changes))
     _tell_servers(node)
     return 0
+
+
+def _check_stdin_once(paths: list[str]) -> None:
+    from hexpsi.protocol.errors import InputError
+    from hexpsi.server.streams import STDIO
+
+    if paths.count(STDIO) > 1:
+        raise InputError("standard input (-) can be read once only")
+
+
+def _read_rotations(paths: list[str]) -> list[SignedRotation]:
+    from hexpsi.protocol.rotation import SignedRotation
+    from hexpsi.server.streams import source_name
+
+    return [SignedRotation.from_json(read_input(path), where=source_name(path)) for path in paths]
+
+
+def _rotate(node: Node, name: str, statements: list[SignedRotation]) -> Peer:
+    import time
+
+    peer = node.apply_rotation(name, statements, now=time.time())
+    for statement in sorted(statements, key=lambda s: s.rotation.sequence):
+        rotation = statement.rotation
+        print(f"applied rotation {rotation.sequence} of {peer.name} ({rotation.what})")
+    print(f"  certificate sha256: {peer.certificate_sha256}")
+    print(f"  signing key:        {peer.identity.signing_public_key.hex()}")
+    print("  budget and spending carry on: they are kept by name")
+    return peer
 
 
 def run_remove(args: argparse.Namespace) -> int:

@@ -209,7 +209,7 @@ async def run_check(
         for tokens in token_parts:
             session = ProposerCheck(
                 descriptor=descriptor,
-                responder_key=peer.identity.verify_key,
+                responder_key=client.peer.identity.verify_key,
                 snapshot=cached.reader,
                 proposer=node.name,
                 strike_cells=cells,

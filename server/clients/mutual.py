@@ -179,7 +179,7 @@ async def run_mutual(
         session = await asyncio.to_thread(
             ProposerMutual,
             descriptor=descriptor,
-            responder_key=peer.identity.verify_key,
+            responder_key=client.peer.identity.verify_key,
             proposer=node.name,
             signing_key=node.signing_key,
             cells=cells,

@@ -4,6 +4,12 @@
 certificate as the only trusted root, or loopback plaintext) and turns every
 RPC failure into a ``HexpsiError`` that says what happened. The mutual check
 opens its own stream on the same channel (``clients.mutual``).
+
+A peer that rotated its signing key presents its rotation statements with its
+descriptor; when the descriptor does not verify with the key pinned here, the
+statements that lead on from it are followed and the peer re-pinned
+(``Node.follow_rotations``), and :attr:`PeerClient.peer` is then the re-pinned
+peer: callers take the peer's key from there after :meth:`fetch_descriptor`.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from collections.abc import Callable
 from types import TracebackType
 
 import grpc
+from nacl.signing import VerifyKey
 
 from hexpsi.protocol.check.messages import Query, Response
+from hexpsi.protocol.crypto.signing import signature_is_valid
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
 from hexpsi.protocol.errors import HexpsiError, RemoteProtocolError, Status, VerificationError
 from hexpsi.server.node.descriptors import (
@@ -97,7 +105,8 @@ class PeerClient:
                 f"peer {self.peer.name} is unreachable at {self.peer.address} ({what}): {details}",
                 status=Status.UNAVAILABLE,
                 hint="is its server running, has it pinned this node (hexpsi peer add), "
-                "and does its certificate match the one pinned here?",
+                "and does its certificate match the one pinned here? (after a TLS rotation, "
+                "apply its statement: hexpsi peer update DIR NAME --rotation FILE)",
             )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return HexpsiError(
@@ -116,7 +125,11 @@ class PeerClient:
         node's ``clock_skew_seconds``, not older than a sequence already accepted
         (a replay) and not a second, different one for a sequence already accepted
         (an equivocation: refused, both kept as proof and logged in the audit log);
-        then kept (``node.descriptors``).
+        then kept (``node.descriptors``). A descriptor that does not verify with
+        the pinned key, presented with rotation statements, re-pins the peer as far
+        as the statements lead from the pinned key (and is then judged under the
+        new key); the replay floor is the highest sequence accepted under any of
+        the peer's keys this node followed it through.
         """
         try:
             reply = await self.stub.GetDescriptor(
@@ -124,9 +137,16 @@ class PeerClient:
             )
         except grpc.aio.AioRpcError as error:
             raise self._failure(error, "the descriptor request") from None
-        accepted = AcceptedDescriptors(self.node.directory)
         verify_key = self.peer.identity.verify_key
-        newer_than = await asyncio.to_thread(accepted.newest, self.peer.name, verify_key)
+        if reply.rotations and not signature_is_valid(
+            verify_key, reply.descriptor, reply.signature
+        ):
+            self.peer = await asyncio.to_thread(
+                self.node.follow_rotations, self.peer.name, list(reply.rotations), now=now
+            )
+            verify_key = self.peer.identity.verify_key
+        accepted = AcceptedDescriptors(self.node.directory)
+        newer_than = await asyncio.to_thread(self._replay_floor, accepted)
         descriptor = SignedDescriptor.verify(
             reply.descriptor,
             reply.signature,
@@ -136,13 +156,26 @@ class PeerClient:
             expected_node=self.peer.name,
             newer_than=newer_than,
         )
+        earlier = [VerifyKey(s.rotation.old_signing_key) for s in self.peer.rotations]
         try:
-            await asyncio.to_thread(accepted.accept, self.peer.name, descriptor, verify_key)
+            await asyncio.to_thread(
+                accepted.accept, self.peer.name, descriptor, verify_key, earlier
+            )
         except Equivocation as error:
             if error.newly_found:
                 await asyncio.to_thread(self._log_equivocation, error.record, now)
             raise
         return descriptor
+
+    def _replay_floor(self, accepted: AcceptedDescriptors) -> int | None:
+        """The highest sequence accepted from this peer under any of its keys followed here."""
+        keys = [VerifyKey(s.rotation.old_signing_key) for s in self.peer.rotations]
+        keys.append(self.peer.identity.verify_key)
+        # A rotation that changed only the certificate names the same key twice.
+        keys = list({bytes(key): key for key in keys}.values())
+        floors = [accepted.newest(self.peer.name, key) for key in keys]
+        known = [floor for floor in floors if floor is not None]
+        return max(known) if known else None
 
     def _log_equivocation(self, record: EquivocationRecord, now: float) -> None:
         log.warning(

@@ -5,11 +5,18 @@ the newest entry, signs the next one and moves the signed head in one
 transaction, so two writers can never fork the chain. Triggers refuse UPDATE and
 DELETE on entries, which stops accidents; deliberate tampering with the file
 (dropping the triggers, editing rows) is what :meth:`AuditLog.verify` catches.
+
+A key rotation (``node.rotations``) appends a ``key-rotation`` entry signed by
+the old key and moves the head under the new key (:meth:`AuditLog.append_rotation`);
+from then on only the new key may append. An append first checks that the head
+verifies with the appender's key, so a process still holding the key a rotation
+replaced (a server started before it) is refused rather than break the chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +24,19 @@ from nacl.signing import SigningKey, VerifyKey
 
 from hexpsi.protocol.audit import (
     GENESIS_HASH,
+    ROTATION_KIND,
+    ChainBroken,
     Entry,
     Head,
     canonical_json,
+    head_is_signed_by,
+    rotation_details,
     sign_entry,
     sign_head,
     verify_chain,
 )
+from hexpsi.protocol.errors import FailedPrecondition, InputError, LocalProtocolError
+from hexpsi.protocol.rotation import SignedRotation
 from hexpsi.server.node.sqlite import Database, DatabaseOwner
 
 AUDIT_FORMAT = 1
@@ -73,8 +86,43 @@ class AuditLog(DatabaseOwner):
 
     def append(self, kind: str, peer: str, details: Mapping[str, Any], now: float) -> Entry:
         """Sign and store the next entry; ``details`` must be plain JSON."""
-        encoded = canonical_json(details)
+        return self._append(kind, peer, canonical_json(details), now, self._signing_key)
+
+    def append_rotation(self, statement: SignedRotation, new_key: SigningKey, now: float) -> Entry:
+        """Record ``statement``: an entry signed by this log's (old) key, the head by ``new_key``.
+
+        After it only ``new_key`` may append. ``statement`` must hand over from this
+        log's key to ``new_key``.
+        """
+        rotation = statement.rotation
+        if rotation.old_signing_key != bytes(self._signing_key.verify_key):
+            raise LocalProtocolError("the rotation does not hand over from this log's key")
+        if rotation.new_signing_key != bytes(new_key.verify_key):
+            raise LocalProtocolError("the rotation does not hand over to the key given")
+        details = canonical_json(rotation_details(statement))
+        return self._append(ROTATION_KIND, "", details, now, new_key)
+
+    def rotation_entry(self, sequence: int) -> Entry | None:
+        """The ``key-rotation`` entry recording the node's rotation ``sequence``, if any."""
+        for row in self._db.read(
+            "SELECT seq, time, kind, peer, details, prev_hash, hash, signature FROM entries "
+            "WHERE kind = ? ORDER BY seq",
+            (ROTATION_KIND,),
+        ):
+            entry = _entry(row)
+            try:
+                recorded = entry.details_object().get("rotation")
+            except (ValueError, InputError):
+                continue
+            if recorded == sequence:
+                return entry
+        return None
+
+    def _append(
+        self, kind: str, peer: str, encoded: bytes, now: float, head_key: SigningKey
+    ) -> Entry:
         with self._db.transaction() as conn:
+            self._check_head(conn)
             row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
             last_seq, prev_hash = (int(row[0]), bytes(row[1])) if row else (0, GENESIS_HASH)
             entry = sign_entry(
@@ -99,7 +147,7 @@ class AuditLog(DatabaseOwner):
                     entry.signature,
                 ),
             )
-            head = sign_head(entry.seq, entry.hash, self._signing_key)
+            head = sign_head(entry.seq, entry.hash, head_key)
             conn.execute(
                 "INSERT INTO head (id, seq, hash, signature) VALUES (1, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
@@ -107,6 +155,18 @@ class AuditLog(DatabaseOwner):
                 (head.seq, head.hash, head.signature),
             )
         return entry
+
+    def _check_head(self, conn: sqlite3.Connection) -> None:
+        """Refuse to append under a key the log was handed over from."""
+        row = conn.execute("SELECT seq, hash, signature FROM head WHERE id = 1").fetchone()
+        if row is None or head_is_signed_by(Head(*row), self._signing_key.verify_key):
+            return
+        raise FailedPrecondition(
+            "the audit log's head is not signed by this process's signing key: the node's "
+            "keys were rotated after it loaded them, or the log was tampered with",
+            hint="restart the process (hexpsi serve) so it loads the node's current keys, "
+            "and run hexpsi audit DIR --verify",
+        )
 
     def entries(self) -> list[Entry]:
         """Every entry in sequence order."""
@@ -124,13 +184,16 @@ class AuditLog(DatabaseOwner):
         rows = self._db.read("SELECT seq, hash, signature FROM head WHERE id = 1")
         return Head(*rows[0]) if rows else None
 
-    def verify(self, verify_key: VerifyKey | None = None) -> int:
+    def verify(self, verify_keys: VerifyKey | Sequence[VerifyKey] | None = None) -> int:
         """Check the whole chain and the signed head; returns the number of entries.
 
         Raises :class:`hexpsi.protocol.audit.ChainBroken` naming the first bad entry.
-        ``verify_key`` defaults to this node's own key.
+        ``verify_keys`` is the node's first signing key or its keys first first
+        (:func:`hexpsi.protocol.audit.verify_chain`), by default this log's own key.
+        The chain must end under this log's own key: the newest entries and the head
+        are the current key's.
         """
-        key = verify_key if verify_key is not None else self._signing_key.verify_key
+        keys = verify_keys if verify_keys is not None else self._signing_key.verify_key
         with self._db.transaction(write=False) as conn:
             rows = conn.execute(SELECT_ENTRIES).fetchall()
             head_rows = conn.execute("SELECT seq, hash, signature FROM head").fetchall()
@@ -139,5 +202,11 @@ class AuditLog(DatabaseOwner):
         head = Head(*head_rows[0]) if len(head_rows) == 1 else Head(0, b"", b"")
         if not entries and not head_rows:
             return 0
-        verify_chain(entries, key, head=head)
+        final = verify_chain(entries, keys, head=head)
+        if bytes(final) != bytes(self._signing_key.verify_key):
+            raise ChainBroken(
+                max(len(entries), 1),
+                f"the log ends under signing key {bytes(final).hex()[:16]}..., not under "
+                "this node's current one",
+            )
         return len(entries)

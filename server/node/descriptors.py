@@ -27,11 +27,20 @@ verifies with the peer's current key, if the cache was wiped) is the floor
 below which a descriptor is refused as a replay (``SignedDescriptor.verify``'s
 ``newer_than``). Descriptors kept from an earlier identity of a peer (re-pinned
 with new keys) do not verify with its key, so they neither count nor convict.
+
+A peer that *rotated* its signing key (``protocol.rotation``) is still one
+identity: :meth:`AcceptedDescriptors.accept` is given the keys it handed over
+from (``earlier_keys``), a kept descriptor signed by one of them convicts a
+different descriptor for the same sequence under the new key, and the same
+descriptor re-signed with the new key simply replaces its old copy. Such a
+proof's two files verify with two keys, tied together by the rotation
+statement kept in the peer's file.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +111,16 @@ def _verifies(data: bytes, verify_key: VerifyKey, peer: str) -> SignedDescriptor
         return None
 
 
+def _verifies_any(
+    data: bytes, verify_keys: Sequence[VerifyKey], peer: str
+) -> SignedDescriptor | None:
+    for verify_key in verify_keys:
+        signed = _verifies(data, verify_key, peer)
+        if signed is not None:
+            return signed
+    return None
+
+
 class AcceptedDescriptors:
     """The descriptors a node accepted from its peers: the replay floor and equivocations."""
 
@@ -142,16 +161,24 @@ class AcceptedDescriptors:
                 return sequence
         return None
 
-    def accept(self, peer: str, descriptor: SignedDescriptor, verify_key: VerifyKey) -> None:
+    def accept(
+        self,
+        peer: str,
+        descriptor: SignedDescriptor,
+        verify_key: VerifyKey,
+        earlier_keys: Sequence[VerifyKey] = (),
+    ) -> None:
         """Keep ``descriptor`` (already verified) as accepted from ``peer``; refuse a second one.
 
         Raises :class:`Equivocation` when ``peer`` already had a different descriptor
         accepted for the same sequence, or when that sequence is a known
         equivocation. Otherwise the descriptor is kept (once) and the replay floor
-        moves up to its sequence.
+        moves up to its sequence. ``earlier_keys`` are the signing keys the peer
+        rotated away from: what they signed counts as the peer's too.
         """
+        keys = (verify_key, *earlier_keys)
         sequence = descriptor.descriptor.sequence
-        known = self._proof(peer, sequence, verify_key)
+        known = self._proof(peer, sequence, keys)
         if known is not None:
             raise Equivocation(known, newly_found=False)
         path = self.path(peer, sequence)
@@ -160,7 +187,7 @@ class AcceptedDescriptors:
         ensure_private_dir(path.parent)
         if not write_once(path, data):
             kept_data = path.read_bytes()
-            kept = _verifies(kept_data, verify_key, peer)
+            kept = _verifies_any(kept_data, keys, peer)
             if kept is None:
                 # Signed by an earlier identity of the peer, or damaged: no proof of anything.
                 log.warning("replacing %s: it does not verify with %s's current key", path, peer)
@@ -169,6 +196,9 @@ class AcceptedDescriptors:
                 raise Equivocation(
                     self._keep_proof(peer, sequence, kept_data, data), newly_found=True
                 )
+            elif kept.signature != descriptor.signature:
+                # The same epoch, re-signed with the key the peer rotated to.
+                atomic_write(path, data)
         self.cache.accept_sequence(peer, sequence, bytes(verify_key))
 
     def _keep_proof(
@@ -190,14 +220,17 @@ class AcceptedDescriptors:
             second_digest=descriptor_digest(_split(second)[1]),
         )
 
-    def _proof(self, peer: str, sequence: int, verify_key: VerifyKey) -> EquivocationRecord | None:
-        """The recorded equivocation of ``peer`` at ``sequence``, if both files verify."""
+    def _proof(
+        self, peer: str, sequence: int, verify_keys: Sequence[VerifyKey]
+    ) -> EquivocationRecord | None:
+        """The recorded equivocation of ``peer`` at ``sequence``, if both files verify
+        (each with one of the peer's keys)."""
         directory = self.proofs / peer / str(sequence)
         record = _record(peer, sequence, directory)
         if record is None:
             return None
         for path in (record.first, record.second):
-            if _verifies(path.read_bytes(), verify_key, peer) is None:
+            if _verifies_any(path.read_bytes(), verify_keys, peer) is None:
                 return None
         return record
 

@@ -7,6 +7,9 @@ Layout (the directory itself is 0700)::
     tls.key          ECDSA P-256 key, PKCS#8 PEM (0600)
     tls.crt          self-signed leaf certificate for this node (PEM)
     oprf.master      OPRF master secret (32 bytes, 0600): epoch keys are derived from it
+    rotations/<n>.json, rotated/<n>/
+                     this node's key rotations: the signed statements, the retired keys
+                     (node.rotations; made by node.rotate)
     peers/<name>.json  a pinned peer: its identity, certificate fingerprint, overrides
     ledger.sqlite3   budgets and session ids (node.ledger)
     audit.sqlite3    the signed audit log (node.auditlog)
@@ -36,20 +39,23 @@ presented (:meth:`Node.peer_by_certificate`), never by the name inside it.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from hexpsi.protocol.budget import Allowance
-from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.errors import HexpsiError, InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
 from hexpsi.protocol.geo.theatre import Theatre, read_theatre
-from hexpsi.server.node import tls
+from hexpsi.protocol.rotation import SignedRotation, check_chain
+from hexpsi.server.node import peer_rotations, tls
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.config import (
     CONFIG_FILE,
@@ -67,10 +73,21 @@ from hexpsi.server.node.files import (
     write_secret,
 )
 from hexpsi.server.node.identity import Identity, identity_from_json, load_identity
+from hexpsi.server.node.keyfiles import SEED_SIZE, SIGNING_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE
 from hexpsi.server.node.ledger import Allowances, Ledger, Operation
 from hexpsi.server.node.peers import PEERS_DIR, Peer, PeerBook, UnknownPeer, peer_overrides
+from hexpsi.server.node.rotations import (
+    ROTATIONS_DIR,
+    finish_pending,
+    own_rotations,
+    signing_key_history,
+)
 
 __all__ = [
+    "SEED_SIZE",
+    "SIGNING_KEY_FILE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
     "Identity",
     "Node",
     "Peer",
@@ -80,9 +97,6 @@ __all__ = [
     "load_identity",
 ]
 
-SIGNING_KEY_FILE = "signing.key"
-TLS_KEY_FILE = "tls.key"
-TLS_CERT_FILE = "tls.crt"
 OPRF_MASTER_FILE = "oprf.master"
 LEDGER_FILE = "ledger.sqlite3"
 AUDIT_FILE = "audit.sqlite3"
@@ -90,8 +104,8 @@ THEATRE_FILE = "theatre.geojson"
 
 THEATRE_MODE = 0o600
 """Where a node operates is the operator's business: owner-only, like the positions."""
-SEED_SIZE = 32
 OPRF_MASTER_SIZE = 32
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- the node
@@ -107,6 +121,8 @@ class Node:
                 f"{self.directory} is not a hexpsi node directory",
                 hint=f"create one: hexpsi init {self.directory} --name NAME --listen HOST:PORT",
             )
+        # A key rotation that was decided but not finished (a crash) is finished first.
+        finish_pending(self.directory, audit_path=self.directory / AUDIT_FILE)
         self.config = load_config(self.directory / CONFIG_FILE)
         self.signing_key = self._load_signing_key()
         self.tls_key_pem, self.tls_certificate_pem = self._load_tls()
@@ -118,6 +134,8 @@ class Node:
                 where=OPRF_MASTER_FILE,
             )
         self.book = PeerBook(self.directory / PEERS_DIR, self.config, node_directory=self.directory)
+        self._rotations: list[SignedRotation] | None = None
+        self.rotations()
 
     def __repr__(self) -> str:
         return f"Node(name={self.name!r}, directory={str(self.directory)!r})"
@@ -206,6 +224,28 @@ class Node:
         """The identity document to hand to peers (``hexpsi identity``)."""
         return self.own_identity().to_json()
 
+    # -- key rotations
+
+    def rotations(self) -> list[SignedRotation]:
+        """This node's rotation statements, 1 to n, the last handing over to its keys now."""
+        if self._rotations is None:
+            statements = own_rotations(self.directory, self.name)
+            try:
+                check_chain(
+                    statements,
+                    node=self.name,
+                    signing_key=bytes(self.signing_key.verify_key),
+                    certificate_sha256=bytes.fromhex(self.certificate_sha256),
+                )
+            except InputError as error:
+                raise InputError(error.message, where=ROTATIONS_DIR) from None
+            self._rotations = statements
+        return list(self._rotations)
+
+    def signing_keys(self) -> list[VerifyKey]:
+        """Every signing key this node has had, first first: what its audit log verifies with."""
+        return signing_key_history(self.rotations(), self.signing_key.verify_key)
+
     # -- peers
 
     def allowances(self, peer: Peer, operation: Operation) -> Allowances:
@@ -284,6 +324,44 @@ class Node:
                 hint="give --budget-km2, --window-hours, --address or --max-set-size",
             )
         return self.book.update(name, changes)
+
+    def apply_rotation(
+        self, name: str, statements: Sequence[SignedRotation], *, now: float
+    ) -> Peer:
+        """Re-pin ``name`` through ``statements`` (all of them, in order), and log it.
+
+        ``hexpsi peer update DIR NAME --rotation FILE``; refused, with nothing changed,
+        unless each statement hands over from what is pinned by then
+        (``node.peer_rotations``).
+        """
+        peer, applied = peer_rotations.apply_statements(self.book, name, statements)
+        self._log_peer_rotations(peer.name, applied, now, via="statement")
+        return peer
+
+    def follow_rotations(self, name: str, presented: Sequence[bytes], *, now: float) -> Peer:
+        """Re-pin ``name`` as far as the statements it presented with its descriptor lead."""
+        peer, applied = peer_rotations.follow_statements(self.book, name, presented)
+        if applied:
+            log.warning(
+                "peer %s rotated its signing key: re-pinned on the strength of rotation %s",
+                name,
+                ", ".join(str(s.rotation.sequence) for s in applied),
+            )
+            self._log_peer_rotations(peer.name, applied, now, via="descriptor")
+        return peer
+
+    def _log_peer_rotations(
+        self, name: str, applied: Sequence[SignedRotation], now: float, *, via: str
+    ) -> None:
+        try:
+            with self.open_audit_log() as audit:
+                for statement in applied:
+                    details = peer_rotations.audit_details(statement, via=via)
+                    audit.append(peer_rotations.PEER_ROTATION_AUDIT_KIND, name, details, now)
+        except HexpsiError:
+            # The peer is re-pinned (its file says so, statements included); say why the
+            # log lacks it rather than hide the re-pin behind this error.
+            log.exception("could not log the key rotation of peer %s", name)
 
     def remove_peer(self, name: str) -> Peer:
         """Unpin ``name``: a running server refuses its next call and ends its open ones."""

@@ -5,6 +5,10 @@ the overrides of the node's defaults (address, budget, window, largest mutual
 set). Every change is one atomic file write or removal, so a server watching
 the directory (:meth:`PeerBook.signature`) can reload the book at any moment
 and see either the old peer or the new one, never half of either.
+
+The file also keeps the peer's key rotations this node applied (``rotations``:
+their signed statements, oldest first, the last handing over to the pinned
+identity; ``node.peer_rotations``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from hexpsi.protocol.errors import InputError, LocalProtocolError, Status
 from hexpsi.protocol.mutual.messages import BUCKET_MINIMUM as MIN_SET_SIZE
 from hexpsi.protocol.mutual.messages import MAX_SET_SIZE
+from hexpsi.protocol.rotation import SignedRotation, check_chain
 from hexpsi.server.node import tls
 from hexpsi.server.node.config import NodeConfig, parse_address
 from hexpsi.server.node.files import atomic_write, fsync_directory, read_bytes
@@ -46,6 +51,8 @@ class Peer:
     window_hours: float
     max_set_size: int
     overrides: Mapping[str, str | float]
+    rotations: tuple[SignedRotation, ...] = ()
+    """The peer's rotation statements this node applied, oldest first."""
 
     @property
     def name(self) -> str:
@@ -142,9 +149,15 @@ class PeerBook:
             data.get("max_set_size"),
             where=where,
         )
-        return self._resolve_peer(identity, overrides)
+        rotations = _read_rotations(data.get("rotations"), identity, where=where)
+        return self._resolve_peer(identity, overrides, rotations)
 
-    def _resolve_peer(self, identity: Identity, overrides: dict[str, str | float]) -> Peer:
+    def _resolve_peer(
+        self,
+        identity: Identity,
+        overrides: dict[str, str | float],
+        rotations: tuple[SignedRotation, ...] = (),
+    ) -> Peer:
         budget = self.config.budget
         return Peer(
             identity=identity,
@@ -154,6 +167,7 @@ class PeerBook:
             window_hours=float(overrides.get("window_hours", budget.window_hours)),
             max_set_size=int(overrides.get("max_set_size", self.config.limits.max_mutual_set_size)),
             overrides=overrides,
+            rotations=rotations,
         )
 
     def signature(self) -> tuple[tuple[str, int, int], ...]:
@@ -181,7 +195,12 @@ class PeerBook:
         self._peers = fresh
         return added, removed, changed
 
-    def _write(self, identity: Identity, overrides: Mapping[str, str | float]) -> Peer:
+    def _write(
+        self,
+        identity: Identity,
+        overrides: Mapping[str, str | float],
+        rotations: tuple[SignedRotation, ...] = (),
+    ) -> Peer:
         record: dict[str, Any] = {
             "version": PEER_FILE_VERSION,
             "identity": identity.to_json(),
@@ -190,10 +209,11 @@ class PeerBook:
             "budget_km2": overrides.get("budget_km2"),
             "window_hours": overrides.get("window_hours"),
             "max_set_size": overrides.get("max_set_size"),
+            "rotations": [statement.to_document() for statement in rotations],
         }
         path = self.directory / f"{identity.name}.json"
         atomic_write(path, (json.dumps(record, indent=2) + "\n").encode("ascii"))
-        peer = self._resolve_peer(identity, dict(overrides))
+        peer = self._resolve_peer(identity, dict(overrides), rotations)
         self._peers[peer.name] = peer
         return peer
 
@@ -206,7 +226,6 @@ class PeerBook:
         (callers must be identifiable), and re-pinning an existing name unless
         ``replace``. (The node refuses its own identity before it gets here.)
         """
-        fingerprint = identity.certificate_sha256
         existing = self._peers.get(identity.name)
         if existing is not None and not replace:
             raise InputError(
@@ -214,6 +233,11 @@ class PeerBook:
                 f"(certificate sha256 {existing.certificate_sha256[:16]}...)",
                 hint="pass --replace to pin the new identity instead",
             )
+        self._check_unique(identity)
+        return self._write(identity, overrides)
+
+    def _check_unique(self, identity: Identity) -> None:
+        fingerprint = identity.certificate_sha256
         for other in self._peers.values():
             if other.name == identity.name:
                 continue
@@ -221,12 +245,18 @@ class PeerBook:
                 raise InputError(f"this certificate is already pinned for peer {other.name}")
             if other.identity.signing_public_key == identity.signing_public_key:
                 raise InputError(f"this signing key is already pinned for peer {other.name}")
-        return self._write(identity, overrides)
 
     def update(self, name: str, overrides: Mapping[str, str | float]) -> Peer:
         """Change a pinned peer's overrides (given keys replace, others stay)."""
         peer = self.peer(name)
-        return self._write(peer.identity, {**peer.overrides, **overrides})
+        return self._write(peer.identity, {**peer.overrides, **overrides}, peer.rotations)
+
+    def repin(self, identity: Identity, rotations: tuple[SignedRotation, ...]) -> Peer:
+        """Pin the pinned peer ``identity.name`` to ``identity``, which ``rotations`` hand
+        over to (checked by the caller, ``node.peer_rotations``); overrides stay."""
+        peer = self.peer(identity.name)
+        self._check_unique(identity)
+        return self._write(identity, peer.overrides, rotations)
 
     def remove(self, name: str) -> Peer:
         """Unpin ``name``: its file goes, so it is no longer trusted or answered."""
@@ -274,3 +304,22 @@ class PeerBook:
                 hint=f"pin one with: hexpsi peer add {self.node_directory} IDENTITY.json",
             )
         return b"".join(peer.identity.certificate_pem for peer in self.peers())
+
+
+def _read_rotations(data: object, identity: Identity, *, where: str) -> tuple[SignedRotation, ...]:
+    """A peer file's ``rotations``: statements that chain to the pinned identity."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise InputError("rotations must be a list of rotation statements", where=where)
+    rotations = tuple(SignedRotation.from_document(item, where=where) for item in data)
+    try:
+        check_chain(
+            rotations,
+            node=identity.name,
+            signing_key=identity.signing_public_key,
+            certificate_sha256=bytes.fromhex(identity.certificate_sha256),
+        )
+    except InputError as error:
+        raise InputError(error.message, where=where) from None
+    return rotations

@@ -124,6 +124,10 @@ def certificate_pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
+def certificate_der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
 def certificate_sha256(certificate: x509.Certificate) -> str:
     """Hex SHA-256 of the DER encoding: the fingerprint a peer is pinned by."""
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()

@@ -86,6 +86,9 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
         self.refusals = shared.refusals
         self.metrics = shared.metrics
         self.receipts_dir = node.directory / RECEIPTS_DIR
+        # Presented with every descriptor, so a peer pinned to an older signing key can
+        # follow them to this one (``node.peer_rotations``); read once, checked on load.
+        self.rotations = [statement.signed_message for statement in node.rotations()]
 
     # -- caller identity and limits (shared with the other services through the gate)
 
@@ -125,7 +128,9 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
             self.caller(context)
             epoch = self.epochs.get(self.clock())
             return check_pb2.GetDescriptorResponse(
-                descriptor=epoch.descriptor.encoded, signature=epoch.descriptor.signature
+                descriptor=epoch.descriptor.encoded,
+                signature=epoch.descriptor.signature,
+                rotations=self.rotations,
             )
 
         return await self._guard(context, work())

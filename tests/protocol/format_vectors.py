@@ -5,32 +5,49 @@ these do not. ``build()`` makes every signed or hashed v1 format from fixed
 seeds (keys, cells, clock, a SHAKE-256 byte stream for randomness) and
 ``tests/vectors/hexpsi-v1-formats.json`` freezes the result; ``build_v2()``
 does the same for the v2 documents (zone evidence, standalone cell opening)
-into ``tests/vectors/hexpsi-v2-formats.json``. The tests rebuild them and
-compare byte for byte, and also decode and verify the frozen bytes on their
-own, as a verifier years from now would.
+into ``tests/vectors/hexpsi-v2-formats.json``; ``build_rotation()`` the key
+rotation statements (``hexpsi/v1/rotation``) and an audit chain handed over
+through two rotations into ``tests/vectors/hexpsi-rotation-formats.json``. The
+tests rebuild them and compare byte for byte, and also decode and verify the
+frozen bytes on their own, as a verifier years from now would.
 
 Regenerate only for a deliberate format change (and then bump the version
 label): ``python -m tests.protocol.format_vectors`` writes the v1 file,
-``python -m tests.protocol.format_vectors --v2`` the v2 file. A frozen file is
+``--v2`` the v2 file, ``--rotation`` the rotation file. A frozen file is
 never rewritten for a format it already holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import json
 from pathlib import Path as FilePath
 from typing import Any
 
 import h3.api.basic_int as h3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from nacl.signing import SigningKey
 
-from hexpsi.protocol.audit import GENESIS_HASH, canonical_json, sign_entry, sign_head
+from hexpsi.protocol.audit import (
+    GENESIS_HASH,
+    ROTATION_KIND,
+    canonical_json,
+    rotation_details,
+    sign_entry,
+    sign_head,
+)
 from hexpsi.protocol.check.cell_opening import open_committed_cell
 from hexpsi.protocol.check.evidence import export_evidence, open_cell
 from hexpsi.protocol.check.zone_evidence import export_zone_evidence
 from hexpsi.protocol.epoch.descriptor import snapshot_params
 from hexpsi.protocol.geo.shapes import Area, Circle, Feature, Path
 from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.rotation import Rotation, SignedRotation
 from hexpsi.protocol.snapshot.gcs import GcsParams, encode_blocks
 from hexpsi.protocol.snapshot.merkle import MerkleBuilder
 from tests.protocol.helpers import NOW, CheckPair, DeterministicRng, make_responder, signing_key
@@ -38,6 +55,7 @@ from tests.protocol.mutual_helpers import mutual_pair
 
 VECTORS_PATH = FilePath(__file__).parents[1] / "vectors" / "hexpsi-v1-formats.json"
 V2_VECTORS_PATH = VECTORS_PATH.with_name("hexpsi-v2-formats.json")
+ROTATION_VECTORS_PATH = VECTORS_PATH.with_name("hexpsi-rotation-formats.json")
 
 RES = 9
 RES_MIN = 7
@@ -244,6 +262,119 @@ def build_v2() -> dict[str, Any]:
     }
 
 
+# --- key rotation -------------------------------------------------------------------
+
+ROTATION_NODE = "coalition"
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def rotation_signing_key(index: int) -> SigningKey:
+    return signing_key(f"{ROTATION_NODE} rotation {index}")
+
+
+def rotation_certificate(index: int) -> bytes:
+    """A pinnable certificate for the node, as ``hexpsi init`` makes one, but reproducible:
+    the P-256 key and serial number from fixed seeds, deterministic ECDSA (RFC 6979)."""
+    seed = hashlib.sha256(f"tls key {index} of {ROTATION_NODE}".encode()).digest()
+    key = ec.derive_private_key(int.from_bytes(seed, "big") % (P256_ORDER - 1) + 1, ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ROTATION_NODE)])
+    start = datetime.datetime.fromtimestamp(NOW + index * 10, tz=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(hashlib.sha256(seed).digest()[:16], "big") >> 1)
+        .not_valid_before(start - datetime.timedelta(hours=1))
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(ROTATION_NODE), x509.DNSName("coalition.example")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def rotation_statements() -> list[SignedRotation]:
+    """Rotation 1 changes the signing key and the certificate, rotation 2 the signing key."""
+    keys = [rotation_signing_key(index) for index in range(3)]
+    certificates = [rotation_certificate(index) for index in range(2)]
+    steps = ((1, 0, 1, 0, 1), (2, 1, 2, 1, 1))
+    statements = []
+    for sequence, old_key, new_key, old_cert, new_cert in steps:
+        rotation = Rotation(
+            node=ROTATION_NODE,
+            sequence=sequence,
+            rotated_at=NOW + 10.0 * sequence,
+            old_signing_key=bytes(keys[old_key].verify_key),
+            new_signing_key=bytes(keys[new_key].verify_key),
+            old_certificate_sha256=hashlib.sha256(certificates[old_cert]).digest(),
+            new_certificate_sha256=hashlib.sha256(certificates[new_cert]).digest(),
+            new_certificate=certificates[new_cert],
+        )
+        statements.append(SignedRotation.sign(rotation, keys[old_key], keys[new_key]))
+    return statements
+
+
+def _rotated_audit_vector(statements: list[SignedRotation]) -> dict[str, Any]:
+    """Five entries, one chain: an evaluation (key 0), rotation 1 (signed by key 0), an
+    evaluation (key 1), rotation 2 (key 1), an epoch (key 2); the head signed by key 2."""
+    keys = [rotation_signing_key(index) for index in range(3)]
+    rows: list[tuple[float, str, str, dict[str, Any], SigningKey]] = [
+        (NOW + 1.0, "evaluate", "russia", {"area_km2": 9.1, "elements": 38}, keys[0]),
+        (NOW + 10.0, ROTATION_KIND, "", rotation_details(statements[0]), keys[0]),
+        (NOW + 11.0, "evaluate", "russia", {"area_km2": 4.5, "elements": 16}, keys[1]),
+        (NOW + 20.0, ROTATION_KIND, "", rotation_details(statements[1]), keys[1]),
+        (NOW + 21.0, "epoch", "", {"sequence": 3}, keys[2]),
+    ]
+    prev = GENESIS_HASH
+    entries = []
+    for seq, (time, kind, peer, details, key) in enumerate(rows, start=1):
+        entry = sign_entry(
+            seq=seq,
+            time=time,
+            kind=kind,
+            peer=peer,
+            details=canonical_json(details),
+            prev_hash=prev,
+            signing_key=key,
+        )
+        entries.append(entry.to_json())
+        prev = entry.hash
+    head = sign_head(len(entries), prev, keys[2])
+    return {
+        "entries": entries,
+        "head": {"seq": head.seq, "hash": head.hash.hex(), "signature": head.signature.hex()},
+    }
+
+
+def build_rotation() -> dict[str, Any]:
+    """Rotation statements in every form they are kept in, and an audit chain through them."""
+    statements = rotation_statements()
+    return {
+        "about": "hexpsi key rotation known-answer vectors; see tests/vectors/README.md",
+        "now": NOW,
+        "node": ROTATION_NODE,
+        "signing_keys": [bytes(rotation_signing_key(i).verify_key).hex() for i in range(3)],
+        "certificates": [rotation_certificate(i).hex() for i in range(2)],
+        "statements": [
+            {
+                "encoded": statement.encoded.hex(),
+                "signature": statement.signature.hex(),
+                "new_key_signature": statement.new_key_signature.hex(),
+                "signed_message": statement.signed_message.hex(),
+                "document": statement.to_json().decode(),
+            }
+            for statement in statements
+        ],
+        "audit": _rotated_audit_vector(statements),
+    }
+
+
 def load() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
     return loaded
@@ -254,11 +385,22 @@ def load_v2() -> dict[str, Any]:
     return loaded
 
 
+def load_rotation() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(ROTATION_VECTORS_PATH.read_text())
+    return loaded
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="write a frozen format-vector file")
-    parser.add_argument("--v2", action="store_true", help="the v2 file instead of the v1 file")
-    path, vectors = (
-        (V2_VECTORS_PATH, build_v2()) if parser.parse_args().v2 else (VECTORS_PATH, build())
-    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--v2", action="store_true", help="the v2 file instead of the v1 file")
+    which.add_argument("--rotation", action="store_true", help="the key rotation file")
+    options = parser.parse_args()
+    if options.rotation:
+        path, vectors = ROTATION_VECTORS_PATH, build_rotation()
+    elif options.v2:
+        path, vectors = V2_VECTORS_PATH, build_v2()
+    else:
+        path, vectors = VECTORS_PATH, build()
     path.write_text(json.dumps(vectors, indent=1) + "\n")
     print(f"wrote {path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import pytest
@@ -12,16 +13,19 @@ from nacl.signing import SigningKey
 
 from hexpsi.protocol.audit import (
     GENESIS_HASH,
+    ROTATION_KIND,
     ChainBroken,
     Entry,
     canonical_json,
     encode_entry,
     entry_hash,
+    rotation_details,
     sign_entry,
     sign_head,
     verify_chain,
 )
 from hexpsi.protocol.errors import InputError, VerificationError
+from hexpsi.protocol.rotation import Rotation, SignedRotation
 
 KEY = SigningKey(bytes(range(32)))
 OTHER_KEY = SigningKey(bytes(range(1, 33)))
@@ -256,3 +260,120 @@ def test_an_entry_spliced_in_from_a_fork_of_the_log_breaks_its_link() -> None:
             verify_chain(spliced, KEY.verify_key, head=head)
         assert caught.value.seq == 4
         assert caught.value.reason == "does not link to the previous entry's hash"
+
+
+# ---------------------------------------------------------------- key rotation
+
+
+NEW_KEY = SigningKey(bytes(range(2, 34)))
+CERTIFICATE = b"the node's certificate"
+
+
+def rotation_statement(
+    old: SigningKey, new: SigningKey, sequence: int = 1, *, signer: SigningKey | None = None
+) -> SignedRotation:
+    rotation = Rotation(
+        node="alpha",
+        sequence=sequence,
+        rotated_at=1_700_000_100.0,
+        old_signing_key=bytes(old.verify_key),
+        new_signing_key=bytes(new.verify_key),
+        old_certificate_sha256=hashlib.sha256(CERTIFICATE).digest(),
+        new_certificate_sha256=hashlib.sha256(CERTIFICATE).digest(),
+        new_certificate=CERTIFICATE,
+    )
+    signed = SignedRotation.sign(rotation, old, new)
+    if signer is not None:
+        signed = dataclasses.replace(signed, signature=signer.sign(signed.encoded).signature)
+    return signed
+
+
+def extend(
+    entries: list[Entry], key: SigningKey, kind: str = "evaluate", details: object = None
+) -> list[Entry]:
+    prev = entries[-1].hash if entries else GENESIS_HASH
+    seq = len(entries) + 1
+    entry = sign_entry(
+        seq=seq,
+        time=1_700_000_000.0 + seq,
+        kind=kind,
+        peer="",
+        details=canonical_json(details if isinstance(details, dict) else {"n": seq}),
+        prev_hash=prev,
+        signing_key=key,
+    )
+    return [*entries, entry]
+
+
+def rotated_chain(
+    statement: SignedRotation | None = None, *, after: SigningKey = NEW_KEY
+) -> list[Entry]:
+    """Two entries under KEY, the rotation (signed by KEY), two entries under ``after``."""
+    statement = statement or rotation_statement(KEY, NEW_KEY)
+    entries = make_chain(2)
+    entries = extend(entries, KEY, ROTATION_KIND, rotation_details(statement))
+    return extend(extend(entries, after), after)
+
+
+def test_a_rotated_chain_verifies_from_the_first_key_and_ends_under_the_new() -> None:
+    entries = rotated_chain()
+    head = sign_head(5, entries[-1].hash, NEW_KEY)
+    assert bytes(verify_chain(entries, KEY.verify_key, head=head)) == bytes(NEW_KEY.verify_key)
+    verify_chain(entries, [KEY.verify_key, NEW_KEY.verify_key], head=head)
+    assert bytes(verify_chain(entries[:3], KEY.verify_key)) == bytes(NEW_KEY.verify_key)
+
+
+def test_entries_after_a_rotation_signed_by_the_old_key_are_caught() -> None:
+    with pytest.raises(ChainBroken, match="signature does not verify") as caught:
+        verify_chain(rotated_chain(after=KEY), KEY.verify_key)
+    assert caught.value.seq == 4
+
+
+def test_a_head_signed_by_the_old_key_after_a_rotation_is_caught() -> None:
+    entries = rotated_chain()
+    with pytest.raises(ChainBroken, match="head"):
+        verify_chain(entries, KEY.verify_key, head=sign_head(5, entries[-1].hash, KEY))
+
+
+def test_a_rotation_entry_carrying_a_forged_statement_is_caught() -> None:
+    """Someone who holds the log's key (not a peer's) cannot make a statement another key
+    signed look like the node's: the statement inside must verify with the key in force."""
+    forged = rotation_statement(KEY, OTHER_KEY, signer=OTHER_KEY)
+    with pytest.raises(ChainBroken, match="malformed key rotation") as caught:
+        verify_chain(rotated_chain(forged, after=OTHER_KEY), KEY.verify_key)
+    assert caught.value.seq == 3
+
+
+def test_a_rotation_from_a_key_not_in_force_is_caught() -> None:
+    elsewhere = rotation_statement(OTHER_KEY, NEW_KEY)
+    with pytest.raises(ChainBroken, match="other than the one in force") as caught:
+        verify_chain(rotated_chain(elsewhere), KEY.verify_key)
+    assert caught.value.seq == 3
+
+
+def test_rotation_details_that_differ_from_their_statement_are_caught() -> None:
+    details = {**rotation_details(rotation_statement(KEY, NEW_KEY)), "new_signing_key": "00" * 32}
+    entries = extend(make_chain(2), KEY, ROTATION_KIND, details)
+    with pytest.raises(ChainBroken, match="do not match the statement") as caught:
+        verify_chain(entries, KEY.verify_key)
+    assert caught.value.seq == 3
+
+
+def test_rotation_sequences_must_grow() -> None:
+    first = rotation_statement(KEY, NEW_KEY, 2)
+    again = rotation_statement(NEW_KEY, OTHER_KEY, 1)
+    entries = extend(make_chain(1), KEY, ROTATION_KIND, rotation_details(first))
+    entries = extend(entries, NEW_KEY, ROTATION_KIND, rotation_details(again))
+    with pytest.raises(ChainBroken, match="does not follow rotation 2"):
+        verify_chain(entries, KEY.verify_key)
+
+
+def test_known_keys_must_be_the_ones_the_log_hands_over_to() -> None:
+    entries = rotated_chain()
+    with pytest.raises(ChainBroken, match="not to the known signing key 2") as caught:
+        verify_chain(entries, [KEY.verify_key, OTHER_KEY.verify_key])
+    assert caught.value.seq == 3
+    with pytest.raises(ChainBroken, match="ends before it hands over"):
+        verify_chain(make_chain(3), [KEY.verify_key, NEW_KEY.verify_key])
+    with pytest.raises(InputError, match="first signing key"):
+        verify_chain(make_chain(1), [])

@@ -21,13 +21,16 @@ from pathlib import Path
 
 import h3.api.basic_int as h3
 import pytest
+from nacl.signing import SigningKey
 
 from hexpsi.protocol.check.cell_opening import open_committed_cell
 from hexpsi.protocol.geo.shapes import Circle, Feature
 from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.rotation import ACCEPTANCE_LABEL, Rotation, SignedRotation
 from hexpsi.server.cli.main import main
 from hexpsi.server.clients.check import run_check
 from hexpsi.server.demo.scenario import free_loopback_port
+from hexpsi.server.node import tls
 from hexpsi.server.node.config import CONFIG_FILE
 from hexpsi.server.node.directory import (
     AUDIT_FILE,
@@ -40,6 +43,7 @@ from hexpsi.server.node.directory import (
 )
 from hexpsi.server.node.epochs import CURRENT_FILE, EPOCHS_DIR, EpochStore
 from hexpsi.server.node.peers import PEERS_DIR
+from hexpsi.server.node.rotate import rotate_keys
 from tests.security.hostile_helpers import (
     RESPONDER,
     ServerThread,
@@ -50,6 +54,11 @@ from tests.security.hostile_helpers import (
 from tests.server.conftest import CENTER
 
 LONELY = "lonely"
+ROTATED = "alpha-rotated"
+"""A copy of alpha rotated twice (both keys, then the signing key): its statements are
+genuine rotations 1 and 2 of the alpha that bravo pins."""
+FOLLOWED = "bravo-followed"
+"""A copy of bravo that applied both of alpha's rotations."""
 BOUNDED = "bounded"
 """A copy of bravo whose theatre (around Paris) holds none of the strikes."""
 SEED_FILES = (
@@ -68,6 +77,12 @@ class World:
 
     def path(self, name: str) -> str:
         return str(self.root / name)
+
+    def rotated_key(self) -> str:
+        """The current signing key of the rotated copy of alpha (not its first)."""
+        if not (self.root / ROTATED).exists():
+            return "00" * 32
+        return bytes(Node(self.root / ROTATED).signing_key.verify_key).hex()
 
     def node_copy(self, name: str, damage: Callable[[Path], object] | None = None) -> str:
         """A fresh copy of node ``name`` (a case may damage it)."""
@@ -190,6 +205,60 @@ def _write_documents(root: Path, alpha: Node, bravo: Node) -> None:
     (root / "opening-v1.json").write_bytes(opening.opening.to_json())
 
 
+def _forged(victim: Node, signer: SigningKey, *, names_pinned_key: bool) -> SignedRotation:
+    """A hand-over of ``victim`` to ``signer``'s key, signed by ``signer``: naming the
+    victim's pinned key as old (a bad signature), or its own (not the pinned key)."""
+    der = tls.certificate_der(tls.load_certificate(victim.tls_certificate_pem))
+    fingerprint = bytes.fromhex(victim.certificate_sha256)
+    other = SigningKey.generate()
+    old = victim.signing_key.verify_key if names_pinned_key else signer.verify_key
+    rotation = Rotation(
+        node=victim.name,
+        sequence=1,
+        rotated_at=time.time(),
+        old_signing_key=bytes(old),
+        new_signing_key=bytes(other.verify_key),
+        old_certificate_sha256=fingerprint,
+        new_certificate_sha256=fingerprint,
+        new_certificate=der,
+    )
+    encoded = rotation.encode()
+    return SignedRotation(
+        rotation,
+        encoded,
+        signer.sign(encoded).signature,
+        other.sign(ACCEPTANCE_LABEL + encoded).signature,
+    )
+
+
+def _write_rotations(root: Path) -> None:
+    """alpha's genuine rotations (made on a copy), forged and spoiled ones, and a copy of
+    bravo that already applied the genuine ones."""
+    shutil.copytree(root / RESPONDER, root / ROTATED)
+    first = rotate_keys(Node(root / ROTATED), signing=True, tls_identity=True, now=time.time())
+    second = rotate_keys(Node(root / ROTATED), signing=True, tls_identity=False, now=time.time())
+    shutil.copytree(root / "bravo", root / FOLLOWED)
+    Node(root / FOLLOWED).apply_rotation(RESPONDER, [first, second], now=time.time())
+    alpha = Node(root / RESPONDER)
+    forger = SigningKey.generate()
+    statements = {
+        "rotation-1.json": first,
+        "rotation-2.json": second,
+        "rotation-forged.json": _forged(alpha, forger, names_pinned_key=True),
+        "rotation-outsider.json": _forged(alpha, forger, names_pinned_key=False),
+    }
+    for name, statement in statements.items():
+        (root / name).write_bytes(statement.to_json())
+    document = json.loads(first.to_json())
+    spoiled = {
+        "rotation-edited.json": {**document, "new_signing_public_key": "11" * 32},
+        "rotation-v9.json": {**document, "format": "hexpsi/v9/rotation"},
+        "rotation-unsigned.json": {k: v for k, v in document.items() if k != "signature"},
+    }
+    for name, data in spoiled.items():
+        (root / name).write_text(json.dumps(data))
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("cli")
@@ -216,6 +285,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     }
     for name, data in variants.items():
         (root / name).write_text(json.dumps(data))
+    _write_rotations(root)
     return World(root)
 
 
@@ -247,6 +317,19 @@ def _chmod(name: str, mode: int) -> Callable[[Path], None]:
     return lambda node: (node / name).chmod(mode)
 
 
+def _interrupted_rotation(node: Path) -> None:
+    """A decided rotation whose plan of file moves is not a list: it cannot be finished."""
+    pending = node / "rotating"
+    pending.mkdir(mode=0o700)
+    shutil.copy(node.parent.parent / "rotation-1.json", pending / "statement.json")
+    (pending / "moves.json").write_text('{"not": "a list"}')
+
+
+def _edit_peer_file(node: Path, **changes: object) -> None:
+    path = node / PEERS_DIR / "bravo.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
 def _config(**settings: object) -> Callable[[Path], None]:
     return lambda node: edit_config(node, **settings)
 
@@ -275,6 +358,16 @@ NODE_DAMAGE: dict[str, Callable[[Path], object]] = {
     "peer file of another name": lambda node: shutil.copy(
         node / PEERS_DIR / "bravo.json", node / PEERS_DIR / "zulu.json"
     ),
+    "peer file with rotations that are no list": lambda node: _edit_peer_file(
+        node, rotations="many"
+    ),
+    "peer file with another node's rotation": lambda node: _edit_peer_file(
+        node, rotations=[json.loads((node.parent.parent / "rotation-1.json").read_text())]
+    ),
+    "rotation record of another node's keys": lambda node: shutil.copytree(
+        node.parent.parent / ROTATED / "rotations", node / "rotations"
+    ),
+    "rotation interrupted with a garbage plan": _interrupted_rotation,
     "peer file with a bad budget": lambda node: (node / PEERS_DIR / "bravo.json").write_text(
         json.dumps(
             {**json.loads((node / PEERS_DIR / "bravo.json").read_text()), "budget_km2": "lots"}
@@ -465,6 +558,42 @@ def cases(w: World) -> dict[str, list[str]]:
         # status
         "status missing node": ["status", missing],
         "status of a file": ["status", a_file],
+        **{
+            f"peer update --rotation {case}": ["peer", "update", *target, "--rotation", w.path(f)]
+            for case, target, f in (
+                ("of an unknown peer", (bravo, "zulu"), "rotation-1.json"),
+                ("on a missing node", (missing, RESPONDER), "rotation-1.json"),
+                ("missing file", (bravo, RESPONDER), "nope.json"),
+                ("garbage", (bravo, RESPONDER), "garbage.bin"),
+                ("truncated json", (bravo, RESPONDER), "truncated.json"),
+                ("json list", (bravo, RESPONDER), "list.json"),
+                ("deeply nested json", (bravo, RESPONDER), "deep.json"),
+                ("an identity instead", (bravo, RESPONDER), "alpha.json"),
+                ("an evidence bundle instead", (bravo, RESPONDER), "evidence.json"),
+                ("signed by the wrong key", (bravo, RESPONDER), "rotation-forged.json"),
+                ("from a key never pinned", (bravo, RESPONDER), "rotation-outsider.json"),
+                ("for another node", (alpha, "bravo"), "rotation-1.json"),
+                ("whose old key is not the pinned one", (bravo, RESPONDER), "rotation-2.json"),
+                ("replayed", (w.path(FOLLOWED), RESPONDER), "rotation-2.json"),
+                ("older than the one applied", (w.path(FOLLOWED), RESPONDER), "rotation-1.json"),
+                ("with an edited field", (bravo, RESPONDER), "rotation-edited.json"),
+                ("of another format", (bravo, RESPONDER), "rotation-v9.json"),
+                ("without its signature", (bravo, RESPONDER), "rotation-unsigned.json"),
+            )
+        },
+        "peer update --rotation from stdin twice": [
+            *("peer", "update", bravo, RESPONDER, "--rotation", "-", "--rotation", "-"),
+        ],
+        "peer update --rotation with a bad budget": [
+            *("peer", "update", bravo, RESPONDER, "--rotation", w.path("rotation-1.json")),
+            *("--budget-km2", "-1"),
+        ],
+        # rotate
+        "rotate missing node": ["rotate", missing],
+        "rotate a file": ["rotate", a_file],
+        "rotate output in a missing directory": ["rotate", alpha, "-o", w.path("no/such/x")],
+        "rotate output onto a directory": ["rotate", alpha, "-o", w.path("a-directory")],
+        "rotate unknown option": ["rotate", alpha, "--oprf"],
         "peer list missing node": ["peer", "list", missing],
         # positions
         "positions missing node": ["positions", missing, strike],
@@ -528,6 +657,12 @@ def cases(w: World) -> dict[str, list[str]]:
         # audit
         "audit missing node": ["audit", missing],
         "audit of a file": ["audit", a_file],
+        "audit signing key not hex": ["audit", alpha, "--verify", "--signing-key", "xyz"],
+        "audit signing key not a point": ["audit", alpha, "--verify", "--signing-key", "ff" * 32],
+        "audit signing key without verify": ["audit", alpha, "--signing-key", w.rotated_key()],
+        "audit verify from a later key": [
+            *("audit", w.path(ROTATED), "--verify", "--signing-key", w.rotated_key()),
+        ],
         # evidence
         **{
             f"evidence verify {case}": [
@@ -615,6 +750,36 @@ def test_every_subcommand_refuses_bad_input_in_one_line(
     """
     line = one_line_failure(cases(world)[case], capsys)
     assert len(line) < 600, line
+
+
+ROTATION_CASES = [
+    case for case in CASE_NAMES if case.startswith(("peer update --rotation", "rotate "))
+]
+
+
+def _node_files(world: World) -> dict[str, bytes]:
+    """Every file of the nodes a rotation case could touch, but the databases."""
+    files = {}
+    for name in (RESPONDER, "bravo", ROTATED, FOLLOWED):
+        for path in sorted((world.root / name).rglob("*")):
+            if path.is_file() and ".sqlite3" not in path.name:
+                files[str(path.relative_to(world.root))] = path.read_bytes()
+    return files
+
+
+@pytest.mark.parametrize("case", ROTATION_CASES)
+def test_a_refused_rotation_changes_nothing(
+    world: World, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """No key, peer file, rotation record or epoch changes when a rotation is refused.
+
+    Checked to fail without the protection: with the settings checked after the re-pin
+    in ``hexpsi peer update`` (``--rotation`` with ``--budget-km2 -1``), the peer was
+    re-pinned to alpha's rotated keys before the budget was refused.
+    """
+    before = _node_files(world)
+    one_line_failure(cases(world)[case], capsys)
+    assert _node_files(world) == before
 
 
 def test_serve_on_a_port_in_use_fails_in_one_line(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 import threading
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from hexpsi.protocol.audit import ChainBroken
-from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.audit import ROTATION_KIND, ChainBroken
+from hexpsi.protocol.errors import FailedPrecondition, InputError, LocalProtocolError
+from hexpsi.protocol.rotation import Rotation, SignedRotation
 from hexpsi.server.cli.main import main
 from hexpsi.server.node.auditlog import AuditLog
 from hexpsi.server.node.directory import init_node
@@ -251,3 +253,40 @@ def test_rows_spliced_in_from_a_restored_copy_fail_at_the_link(
         "AUDIT LOG FAILED VERIFICATION at entry 4: does not link to the previous entry's hash"
         in captured.err
     )
+
+
+def test_a_rotation_hands_the_log_over_to_the_new_key(tmp_path: Path) -> None:
+    """The rotation entry is the old key's, the head and every later entry the new key's;
+    the old key can no longer append, and the log verifies from its first key."""
+    path = tmp_path / "audit.sqlite3"
+    new_key = SigningKey(bytes(range(5, 37)))
+    certificate = b"alpha's certificate"
+    rotation = Rotation(
+        node="alpha",
+        sequence=1,
+        rotated_at=1010.0,
+        old_signing_key=bytes(KEY.verify_key),
+        new_signing_key=bytes(new_key.verify_key),
+        old_certificate_sha256=hashlib.sha256(certificate).digest(),
+        new_certificate_sha256=hashlib.sha256(certificate).digest(),
+        new_certificate=certificate,
+    )
+    statement = SignedRotation.sign(rotation, KEY, new_key)
+    with filled_log(path, 2) as old:
+        with pytest.raises(LocalProtocolError, match="from this log's key"):
+            AuditLog(path, new_key).append_rotation(statement, new_key, 1010.0)
+        entry = old.append_rotation(statement, new_key, 1010.0)
+        assert entry.kind == ROTATION_KIND
+        assert old.rotation_entry(1) == entry
+        assert old.rotation_entry(2) is None
+        with pytest.raises(FailedPrecondition, match="rotated"):
+            old.append("evaluate", "bravo", {"area_km2": 1.0}, 1011.0)
+    with AuditLog(path, new_key) as log:
+        log.append("evaluate", "bravo", {"area_km2": 1.0}, 1011.0)
+        assert log.verify(KEY.verify_key) == 4
+        assert log.verify([KEY.verify_key, new_key.verify_key]) == 4
+        with pytest.raises(ChainBroken) as caught:
+            log.verify()
+        assert caught.value.seq == 1
+    with AuditLog(path, KEY) as log, pytest.raises(ChainBroken, match="not under this node's"):
+        log.verify()

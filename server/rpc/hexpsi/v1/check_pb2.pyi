@@ -53,19 +53,30 @@ class GetDescriptorResponse(_message.Message):
 
     DESCRIPTOR_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    ROTATIONS_FIELD_NUMBER: _builtins.int
     descriptor: _builtins.bytes
     """Canonical encoding of the descriptor (protocol.descriptor.Descriptor)."""
     signature: _builtins.bytes
     """Ed25519 signature by the responder's signing key over `descriptor`."""
+    @_builtins.property
+    def rotations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The responder's key rotation statements, oldest first, each the old key's
+        signature, the new key's signature and the canonical statement back to
+        back (protocol.rotation.SignedRotation.signed_message). A proposer whose
+        pinned signing key is older follows them to the key that signed
+        `descriptor`; empty for a node that never rotated its keys.
+        """
+
     def __init__(
         self,
         *,
         descriptor: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
+        rotations: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor", b"descriptor", "rotations", b"rotations", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
