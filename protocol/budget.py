@@ -32,7 +32,7 @@ module decides.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import h3.api.basic_int as h3
@@ -42,6 +42,9 @@ from hexpsi.protocol.geo.resolution import check_resolution
 from hexpsi.protocol.times import moment_from_now
 
 AREA_UNIT = "km²"
+VOLUME_UNIT = "km²·h"
+"""Timed elements are charged by space-time volume: area times the span of their time level."""
+MEASURED_UNITS = (AREA_UNIT, VOLUME_UNIT)
 
 
 def cell_area_km2(res: int) -> float:
@@ -62,6 +65,17 @@ def query_area_km2(group_sizes: Mapping[int, int], res: int) -> float:
             raise InputError(f"negative element count {count}")
         finest_cells += count * 7 ** (res - token_res)
     return finest_cells * cell_area_km2(res)
+
+
+def query_volume_km2h(
+    timed_sizes: Mapping[tuple[int, int], int], res: int, level_hours: Callable[[int], float]
+) -> float:
+    """Space-time volume charged for a query's timed groups: each element's area (as in
+    :func:`query_area_km2`) times the span of its time level, padding included."""
+    volume = 0.0
+    for (token_res, level), count in timed_sizes.items():
+        volume += query_area_km2({token_res: count}, res) * level_hours(level)
+    return volume
 
 
 def set_area_km2(set_size: int, res: int) -> float:
@@ -91,13 +105,13 @@ class Allowance:
     def describe(self) -> str:
         """``bravo's area budget (20 km² per 24 h)``, ``… allowance (12 per 24 h)``."""
         hours = self.window_seconds / 3600
-        if self.unit == AREA_UNIT:
+        if self.unit in MEASURED_UNITS:
             return f"{self.name} ({self.limit:,.6g} {self.unit} per {hours:g} h)"
         return f"{self.name} ({self.limit:,.0f} per {hours:g} h)"
 
     def amount(self, value: float) -> str:
-        """``12.345 km²`` or ``3 checks``."""
-        if self.unit == AREA_UNIT:
+        """``12.345 km²``, ``3.000 km²·h`` or ``3 checks``."""
+        if self.unit in MEASURED_UNITS:
             return f"{value:,.3f} {self.unit}"
         return f"{value:,.0f} {self.unit}"
 

@@ -24,7 +24,7 @@ from typing import Any
 import h3.api.basic_int as h3
 from nacl.signing import VerifyKey
 
-from hexpsi.protocol.check.messages import Query, Response
+from hexpsi.protocol.check.messages import GroupKey, Query, Response, group_key
 from hexpsi.protocol.check.session import MODE, ProposerCheck, SnapshotView, verify_response
 from hexpsi.protocol.crypto.group import SCALAR_SIZE, is_canonical_scalar, is_zero_scalar
 from hexpsi.protocol.crypto.oprf import (
@@ -35,7 +35,7 @@ from hexpsi.protocol.crypto.oprf import (
     generate_proof,
     verify_proof,
 )
-from hexpsi.protocol.epoch.descriptor import SignedDescriptor, snapshot_params
+from hexpsi.protocol.epoch.descriptor import Descriptor, SignedDescriptor, snapshot_params
 from hexpsi.protocol.errors import (
     InputError,
     LocalProtocolError,
@@ -46,6 +46,7 @@ from hexpsi.protocol.geo.tokens import is_cell, token_bytes
 from hexpsi.protocol.randomness import RandomBytes
 from hexpsi.protocol.snapshot.build import truncate_output
 from hexpsi.protocol.snapshot.gcs import Opening, verify_opening
+from hexpsi.protocol.spacetime.tokens import timed_token_bytes
 
 EVIDENCE_FORMAT = "hexpsi/v1/evidence"
 CELL_OPENING_FORMAT = "hexpsi/v1/cell-opening"
@@ -54,13 +55,30 @@ ONE = (1).to_bytes(SCALAR_SIZE, "little")
 
 @dataclass(frozen=True, slots=True)
 class EvidencePosition:
-    """One real token of the query: where it sits, its blind and its snapshot opening."""
+    """One real token of the query: where it sits, its blind and its snapshot opening;
+    a timed token also its time node (``level``, ``node`` index)."""
 
     cell: int
     resolution: int
     index: int
     blind: bytes
     opening: Opening
+    level: int | None = None
+    node: int = 0
+
+    @property
+    def group(self) -> GroupKey:
+        return group_key(self.resolution, self.level)
+
+    def token(self) -> bytes:
+        if self.level is None:
+            return token_bytes(self.cell)
+        return timed_token_bytes(self.cell, (self.level, self.node))
+
+    @property
+    def timed_token(self) -> tuple[int, int, int] | None:
+        """``(cell, level, node)`` for a timed token, else None."""
+        return None if self.level is None else (self.cell, self.level, self.node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +113,7 @@ class Evidence:
         }
 
     def positions_json(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "cell": f"{p.cell:x}",
-                "resolution": p.resolution,
-                "index": p.index,
-                "blind": p.blind.hex(),
-                "opening": p.opening.encode().hex(),
-            }
-            for p in self.positions
-        ]
+        return [_position_json(p) for p in self.positions]
 
     @classmethod
     def from_json(cls, data: bytes) -> Evidence:
@@ -128,17 +137,37 @@ class Evidence:
             proposer=text_member(obj["proposer"], "proposer"),
             query=bytes.fromhex(obj["query"]),
             response=bytes.fromhex(obj["response"]),
-            positions=tuple(
-                EvidencePosition(
-                    cell=int(text_member(p["cell"], "cell"), 16),
-                    resolution=integer_member(p["resolution"], "resolution"),
-                    index=integer_member(p["index"], "index"),
-                    blind=bytes.fromhex(p["blind"]),
-                    opening=Opening.decode(bytes.fromhex(p["opening"])),
-                )
-                for p in positions
-            ),
+            positions=tuple(_position(p) for p in positions),
         )
+
+
+def _position_json(p: EvidencePosition) -> dict[str, Any]:
+    member: dict[str, Any] = {
+        "cell": f"{p.cell:x}",
+        "resolution": p.resolution,
+        "index": p.index,
+        "blind": p.blind.hex(),
+        "opening": p.opening.encode().hex(),
+    }
+    if p.level is not None:
+        member["level"] = p.level
+        member["node"] = p.node
+    return member
+
+
+def _position(p: Any) -> EvidencePosition:
+    if not isinstance(p, dict):
+        raise TypeError("a position must be a JSON object")
+    timed = "level" in p
+    return EvidencePosition(
+        cell=int(text_member(p["cell"], "cell"), 16),
+        resolution=integer_member(p["resolution"], "resolution"),
+        index=integer_member(p["index"], "index"),
+        blind=bytes.fromhex(p["blind"]),
+        opening=Opening.decode(bytes.fromhex(p["opening"])),
+        level=integer_member(p["level"], "level") if timed else None,
+        node=integer_member(p["node"], "node") if timed else 0,
+    )
 
 
 def json_document(data: bytes, expected_format: str) -> dict[str, Any]:
@@ -175,6 +204,9 @@ class Verdict:
     tokens: frozenset[int]
     conflict: bool
     conflicting_tokens: frozenset[int]
+    timed_tokens: frozenset[tuple[int, int, int]] = frozenset()
+    """Timed tokens shown, as ``(cell, level, node)``."""
+    conflicting_timed: frozenset[tuple[int, int, int]] = frozenset()
 
 
 def export_evidence(check: ProposerCheck) -> Evidence:
@@ -188,7 +220,15 @@ def export_evidence(check: ProposerCheck) -> Evidence:
         query=check.query.encode(),
         response=check.response.encode(),
         positions=tuple(
-            EvidencePosition(p.cell, p.resolution, p.index, p.blind, check.snapshot.open(value))
+            EvidencePosition(
+                p.cell,
+                p.resolution,
+                p.index,
+                p.blind,
+                check.snapshot.open(value),
+                p.level,
+                p.node_index,
+            )
             for p, value in zip(check.positions, check.values, strict=True)
         ),
     )
@@ -224,39 +264,60 @@ def _replay(evidence: Evidence, responder_key: VerifyKey) -> Verdict:
         response=response,
     )
     receipt = response.receipt
-    sent = {group.resolution: group.elements for group in query.groups}
-    evaluated = {group.resolution: group.elements for group in response.groups}
-    seen: set[tuple[int, int]] = set()
+    sent = {group.key: group.elements for group in query.all_groups}
+    evaluated = {group.key: group.elements for group in response.all_groups}
+    seen: set[tuple[GroupKey, int]] = set()
     params = snapshot_params(d)
     bits = params.bits
     hits: set[int] = set()
+    timed_hits: set[tuple[int, int, int]] = set()
     for p in evidence.positions:
-        elements = sent.get(p.resolution, ())
-        if not 0 <= p.index < len(elements) or (p.resolution, p.index) in seen:
+        elements = sent.get(p.group, ())
+        if not 0 <= p.index < len(elements) or (p.group, p.index) in seen:
             raise VerificationError("evidence places a token outside the query")
-        seen.add((p.resolution, p.index))
+        seen.add((p.group, p.index))
         # A token evaluated under another resolution's key can never hit: without this
         # a proposer could show "checked and clear" for a zone that conflicts.
         if not is_cell(p.cell) or h3.get_resolution(p.cell) != p.resolution:
             raise VerificationError("evidence declares a token at another resolution")
+        _check_node(p, d)
         if not is_canonical_scalar(p.blind) or is_zero_scalar(p.blind):
             raise VerificationError("evidence holds a blind that is not a valid scalar")
-        token = token_bytes(p.cell)
+        token = p.token()
         if blind_with([token], [p.blind], MODE)[0] != elements[p.index]:
             raise VerificationError("a token and blind do not give the element that was sent")
-        (output,) = finalize([token], [p.blind], [evaluated[p.resolution][p.index]], MODE)
+        (output,) = finalize([token], [p.blind], [evaluated[p.group][p.index]], MODE)
         if verify_opening(d.snapshot_root, params, truncate_output(output, bits), p.opening):
-            hits.add(p.cell)
+            if p.timed_token is None:
+                hits.add(p.cell)
+            else:
+                timed_hits.add(p.timed_token)
     return Verdict(
         responder=d.node,
         proposer=evidence.proposer,
         epoch_id=d.epoch_id,
         checked_at=receipt.issued_at,
         receipt_id=receipt.receipt_id,
-        tokens=frozenset(p.cell for p in evidence.positions),
-        conflict=bool(hits),
+        tokens=frozenset(p.cell for p in evidence.positions if p.level is None),
+        conflict=bool(hits or timed_hits),
         conflicting_tokens=frozenset(hits),
+        timed_tokens=frozenset(
+            t for t in (p.timed_token for p in evidence.positions) if t is not None
+        ),
+        conflicting_timed=frozenset(timed_hits),
     )
+
+
+def _check_node(p: EvidencePosition, d: Descriptor) -> None:
+    """A timed token's node must be one of the epoch's time tree."""
+    if p.level is None:
+        return
+    if d.time_tree is None:
+        raise VerificationError("evidence shows a timed token for an epoch without time")
+    try:
+        d.time_tree.node_slots((p.level, p.node))
+    except LocalProtocolError:
+        raise VerificationError("evidence shows a time node outside the epoch's tree") from None
 
 
 def verified_descriptor(encoded: bytes, signature: bytes, key: VerifyKey) -> SignedDescriptor:

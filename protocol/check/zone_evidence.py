@@ -16,6 +16,7 @@ checked" then means the whole zone. The token replay itself is v1's
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,10 @@ from hexpsi.protocol.check.evidence import (
     verified_descriptor,
     verify_evidence,
 )
+from hexpsi.protocol.check.pieces import Piece, plan_pieces, zone_windows
 from hexpsi.protocol.check.session import ProposerCheck
 from hexpsi.protocol.clock import check_skew
+from hexpsi.protocol.epoch.descriptor import Descriptor
 from hexpsi.protocol.errors import (
     InputError,
     LocalProtocolError,
@@ -39,9 +42,10 @@ from hexpsi.protocol.errors import (
     VerificationError,
 )
 from hexpsi.protocol.geo.cover import cover_area_km2
-from hexpsi.protocol.geo.tokens import cells_inside, query_tokens
+from hexpsi.protocol.geo.tokens import cells_inside
 from hexpsi.protocol.geo.zone import StrikeZone
 from hexpsi.protocol.limits import CLOCK_SKEW_SECONDS, DEFAULT_MAX_COVER_CELLS
+from hexpsi.protocol.spacetime.interval import Interval
 
 ZONE_EVIDENCE_FORMAT = "hexpsi/v2/evidence"
 NO_ZONE = "the evidence carries no strike zone; it proves only its listed tokens"
@@ -170,6 +174,8 @@ class ZoneVerdict:
     """The zone's cells at the epoch's ``res`` that lie inside a conflicting token."""
     receipt_ids: tuple[str, ...] = ()
     """Every part's receipt, in order."""
+    conflicting_times: tuple[tuple[Interval, frozenset[int]], ...] = ()
+    """When the zone meets timed positions: each time node's span and the zone's cells."""
 
 
 def export_zone_evidence(
@@ -236,16 +242,16 @@ def _verify(
             f"the strike zone was covered at resolution {covered.res}, but the responder's "
             f"epoch uses resolution {d.res}"
         )
-    cover = covered.zone.cover(d.res, max_cells=max_cells)
-    expected = {
-        t for group in query_tokens(cover, res=d.res, res_min=d.res_min).values() for t in group
-    }
-    if not expected:
+    windows = zone_windows(covered.zone, d.res, max_cells=max_cells)
+    cover = frozenset().union(*windows.values())
+    if not cover:
         raise VerificationError("the strike zone covers no cells, so it proves nothing")
-    shown = [p.cell for part in evidence.parts for p in part.replay.positions]
-    if len(shown) != len(set(shown)):
-        raise VerificationError("the evidence shows a token in more than one place")
-    _check_tokens(expected, set(shown))
+    standing, timed = _expected_tokens(plan_pieces(windows, d), d)
+    positions = [p for part in evidence.parts for p in part.replay.positions]
+    shown_standing = Counter(p.cell for p in positions if p.level is None)
+    shown_timed = Counter(p.timed_token for p in positions if p.timed_token is not None)
+    _check_tokens(standing, shown_standing, "tokens")
+    _check_tokens(timed, shown_timed, "space-time tokens")
     verdicts = []
     for part in evidence.parts:
         verdict = verify_evidence(part.replay, responder_key)
@@ -258,6 +264,8 @@ def _verify(
         )
         verdicts.append(verdict)
     conflicting = frozenset().union(*(v.conflicting_tokens for v in verdicts))
+    conflicting_timed = frozenset().union(*(v.conflicting_timed for v in verdicts))
+    times = _conflicting_times(conflicting_timed, d, cover)
     return ZoneVerdict(
         responder=verdicts[0].responder,
         proposer=verdicts[0].proposer,
@@ -266,33 +274,80 @@ def _verify(
         receipt_id=verdicts[0].receipt_id,
         checked_at=max(v.checked_at for v in verdicts),
         received_at=max(part.received_at for part in evidence.parts),
-        conflict=bool(conflicting),
+        conflict=bool(conflicting or conflicting_timed),
         zone_cells=len(cover),
         zone_area_km2=cover_area_km2(cover),
-        tokens=len(expected),
+        tokens=sum(standing.values()) + sum(timed.values()),
         conflicting_tokens=conflicting,
         conflicting_cells=frozenset(
             cell
             for token in conflicting
             for cell in cells_inside(token, res=d.res)
             if cell in cover
-        ),
+        ).union(*(cells for _, cells in times)),
         receipt_ids=tuple(v.receipt_id for v in verdicts),
+        conflicting_times=times,
     )
 
 
-def _check_tokens(expected: set[int], shown: set[int]) -> None:
-    """Every token of the zone is shown, and nothing else: a bundle cut down to hide a
-    conflict, or grown with tokens of another zone, proves nothing."""
+def _expected_tokens(
+    pieces: Sequence[Piece], d: Descriptor
+) -> tuple[Counter[int], Counter[tuple[int, int, int]]]:
+    """Every token the checks of the zone must have sent, counted (as a proposer plans
+    them, :func:`~hexpsi.protocol.check.pieces.plan_pieces`)."""
+    standing: Counter[int] = Counter()
+    timed: Counter[tuple[int, int, int]] = Counter()
+    for piece in pieces:
+        standing.update(token for tokens in piece.standing.values() for token in tokens)
+        if d.time_tree is None:
+            continue
+        for part in piece.timed:
+            cover = part.cover(d.time_tree)
+            timed.update(
+                (cell, level, index)
+                for tokens in part.tokens.values()
+                for cell in tokens
+                for level, index in cover
+            )
+    return standing, timed
+
+
+def _conflicting_times(
+    tokens: frozenset[tuple[int, int, int]], d: Descriptor, cover: frozenset[int]
+) -> tuple[tuple[Interval, frozenset[int]], ...]:
+    """When each conflicting timed token meets a position: its node's span, and the
+    zone's cells inside its cell, in time order."""
+    if d.time_tree is None or not tokens:
+        return ()
+    times: dict[Interval, set[int]] = {}
+    for cell, level, index in tokens:
+        interval = d.time_tree.node_interval((level, index))
+        inside = (c for c in cells_inside(cell, res=d.res) if c in cover)
+        times.setdefault(interval, set()).update(inside)
+    return tuple(
+        (interval, frozenset(cells))
+        for interval, cells in sorted(times.items(), key=lambda item: (item[0].start, item[0].end))
+    )
+
+
+def _check_tokens(expected: Counter[Any], shown: Counter[Any], what: str) -> None:
+    """Every token of the zone is shown as often as its checks sent it, and nothing else:
+    a bundle cut down to hide a conflict, or grown with tokens of another zone, proves
+    nothing."""
     problems = []
     missing = expected - shown
     if missing:
         problems.append(
-            f"lacks {len(missing)} of the {len(expected)} tokens of its strike zone, so it "
-            "does not show the whole zone was checked"
+            f"lacks {missing.total()} of the {expected.total()} {what} of its strike zone, "
+            "so it does not show the whole zone was checked"
         )
     outside = shown - expected
     if outside:
-        problems.append(f"holds {len(outside)} tokens that are not in its strike zone")
+        repeated = sum(n for token, n in outside.items() if token in expected)
+        if repeated:
+            problems.append(f"shows {repeated} of its {what} in more than one place")
+        elsewhere = outside.total() - repeated
+        if elsewhere:
+            problems.append(f"holds {elsewhere} {what} that are not in its strike zone")
     if problems:
         raise VerificationError("the evidence " + "; it ".join(problems))

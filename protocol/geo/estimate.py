@@ -49,20 +49,34 @@ def check_cover_size(features: Sequence[Feature], res: int, max_cells: int) -> N
             )
 
 
+def _refusal(res: int, max_cells: int) -> InputError:
+    return InputError(
+        f"the shapes would cover more than {max_cells:,} cells at resolution {res}",
+        hint="check their radius_m and buffer_m",
+    )
+
+
+def check_bounded(features: Sequence[Feature], res: int, max_cells: int) -> None:
+    """Refuse, before anything is covered, shapes whose cover the estimate says is too
+    large, in the words :func:`bounded_cover` uses."""
+    try:
+        check_cover_size(features, res, max_cells)
+    except InputError:
+        raise _refusal(res, max_cells) from None
+
+
+def check_bounded_size(count: int, res: int, max_cells: int) -> None:
+    """Refuse a built cover of ``count`` cells over ``max_cells``."""
+    if count > max_cells:
+        raise _refusal(res, max_cells)
+
+
 def bounded_cover(features: Sequence[Feature], res: int, max_cells: int) -> set[int]:
     """The union of every feature's cover at ``res``, refused when it holds more than
     ``max_cells`` cells, and before it is built when the estimate says so: a typo'd
     radius, or a hostile evidence bundle, would otherwise cost minutes and gigabytes
     before anything else could object."""
-    refusal = InputError(
-        f"the shapes would cover more than {max_cells:,} cells at resolution {res}",
-        hint="check their radius_m and buffer_m",
-    )
-    try:
-        check_cover_size(features, res, max_cells)
-    except InputError:
-        raise refusal from None
+    check_bounded(features, res, max_cells)
     cells = _union_cover(features, res)
-    if len(cells) > max_cells:
-        raise refusal
+    check_bounded_size(len(cells), res, max_cells)
     return cells

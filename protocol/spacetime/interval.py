@@ -9,7 +9,7 @@ from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.times import rfc3339
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Interval:
     """``[start, end]`` in Unix seconds; an instant has ``start == end``."""
 

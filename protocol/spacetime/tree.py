@@ -123,6 +123,13 @@ class TimeTree:
         first, last = self.node_slots(node)
         return max(0, last - first + 1) * self.slot_seconds / 3600.0
 
+    def level_hours(self, level: int) -> float:
+        """What one element at ``level`` is charged for, in hours: a node's span at that
+        level, within the horizon (the responder does not know which node it is)."""
+        if not 0 <= level <= self.levels:
+            raise LocalProtocolError(f"time level {level} is not in a tree of {self.levels}")
+        return min(1 << (self.levels - level), self.slots) * self.slot_seconds / 3600.0
+
     def _check_node(self, node: Node) -> None:
         level, index = node
         if not 0 <= level <= self.levels or not 0 <= index < 1 << level:

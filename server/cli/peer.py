@@ -92,6 +92,13 @@ def _add_override_options(parser: argparse.ArgumentParser) -> None:
         "it bounds is a number of cells); checks and mutual checks both spend it",
     )
     parser.add_argument(
+        "--budget-km2h",
+        type=float,
+        metavar="X",
+        help="how much space-time the peer may probe per window, in km²·h: a timed element "
+        "costs its area times the span of its time level (strike windows, timed positions)",
+    )
+    parser.add_argument(
         "--window-hours", type=float, metavar="H", help="its rolling budget window, in hours"
     )
     parser.add_argument(
@@ -112,6 +119,7 @@ def _summary(peer: Peer) -> dict[str, object]:
         "name": peer.name,
         "address": peer.address,
         "budget_km2": peer.budget_km2,
+        "budget_km2h": peer.budget_km2h,
         "window_hours": peer.window_hours,
         "certificate_sha256": peer.certificate_sha256,
         "signing_public_key": peer.identity.signing_public_key.hex(),
@@ -133,11 +141,15 @@ def run_add(args: argparse.Namespace) -> int:
         window_hours=args.window_hours,
         max_set_size=args.max_set_size,
         replace=args.replace,
+        budget_km2h=args.budget_km2h,
     )
     print(f"pinned {peer.name} at {peer.address}")
     print(f"  certificate sha256: {peer.certificate_sha256}")
     print(f"  signing key:        {peer.identity.signing_public_key.hex()}")
-    print(f"  budget:             {peer.budget_km2:g} km2 per {peer.window_hours:g} h")
+    print(
+        f"  budget:             {peer.budget_km2:g} km2 and {peer.budget_km2h:g} km2h per "
+        f"{peer.window_hours:g} h"
+    )
     print("compare the fingerprint with the one the peer printed, over a channel you trust")
     _log_change(node, "peer-pinned", peer, replaced=args.replace)
     _tell_servers(node)
@@ -156,6 +168,7 @@ def _log_change(node: Node, kind: str, peer: Peer, **details: object) -> None:
                 "certificate_sha256": peer.certificate_sha256,
                 "address": peer.address,
                 "budget_km2": peer.budget_km2,
+                "budget_km2h": peer.budget_km2h,
                 "window_hours": peer.window_hours,
                 "max_set_size": peer.max_set_size,
                 **details,
@@ -216,6 +229,7 @@ def run_update(args: argparse.Namespace) -> int:
             ("budget_km2", args.budget_km2),
             ("window_hours", args.window_hours),
             ("max_set_size", args.max_set_size),
+            ("budget_km2h", args.budget_km2h),
         )
         if value is not None
     }
@@ -225,15 +239,16 @@ def run_update(args: argparse.Namespace) -> int:
         node.peer(args.name)
         statements = _read_rotations(args.rotation)
         # A bad setting is refused before the peer is re-pinned: a refusal changes nothing.
-        peer_overrides(*changes_in_order(args), where="peer")
+        peer_overrides(*changes_in_order(args), where="peer", budget_km2h=args.budget_km2h)
         _rotate(node, args.name, statements)
         if not changes:
             _tell_servers(node)
             return 0
     peer = node.update_peer(args.name, **changes)  # nothing given: refused there
     print(
-        f"updated {peer.name}: {peer.address}, {peer.budget_km2:g} km2 per "
-        f"{peer.window_hours:g} h, mutual sets up to {peer.max_set_size:,} elements"
+        f"updated {peer.name}: {peer.address}, {peer.budget_km2:g} km2 and "
+        f"{peer.budget_km2h:g} km2h per {peer.window_hours:g} h, mutual sets up to "
+        f"{peer.max_set_size:,} elements"
     )
     _log_change(node, "peer-updated", peer, changed=sorted(changes))
     _tell_servers(node)

@@ -15,18 +15,19 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hexpsi.protocol.check.messages import Receipt
-from hexpsi.protocol.check.plan import QueryPlan, plan_query, split_tokens
+from hexpsi.protocol.check.pieces import Piece, piece_plan, plan_pieces, zone_windows
+from hexpsi.protocol.check.plan import QueryPlan
 from hexpsi.protocol.check.session import CheckResult, ProposerCheck
 from hexpsi.protocol.check.zone_evidence import export_zone_evidence
 from hexpsi.protocol.epoch.descriptor import SignedDescriptor
 from hexpsi.protocol.errors import LocalProtocolError
-from hexpsi.protocol.geo.tokens import query_tokens
 from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.spacetime.interval import Interval
 from hexpsi.server.clients.peer import PeerClient, Progress
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.files import atomic_write, ensure_private_dir, make_private_dir
@@ -73,6 +74,11 @@ class CheckReport:
         """What the responder charged, over every part."""
         return sum(receipt.area_km2 for receipt in self.receipts)
 
+    @property
+    def volume_km2h(self) -> float:
+        """The space-time volume the responder charged, over every part."""
+        return sum(receipt.volume_km2h for receipt in self.receipts)
+
 
 @dataclass(frozen=True)
 class CheckPlan:
@@ -96,6 +102,13 @@ class CheckPlan:
         res = self.descriptor.descriptor.res
         return sum(part.area_km2(res) for part in self.parts)
 
+    @property
+    def volume_km2h(self) -> float:
+        d = self.descriptor.descriptor
+        if d.time_tree is None:
+            return 0.0
+        return sum(part.volume_km2h(d.res, d.time_tree.level_hours) for part in self.parts)
+
 
 def _merged(parts: Sequence[CheckResult]) -> CheckResult:
     first = parts[0]
@@ -108,6 +121,8 @@ def _merged(parts: Sequence[CheckResult]) -> CheckResult:
         tokens_sent=sum(part.tokens_sent for part in parts),
         elements_sent=sum(part.elements_sent for part in parts),
         receipt=first.receipt,
+        standing_cells=frozenset().union(*(p.standing_cells for p in parts)),
+        timed_hits=tuple(hit for part in parts for hit in part.timed_hits),
     )
 
 
@@ -120,16 +135,17 @@ def _store_check(node: Node, report: CheckReport, evidence_json: bytes) -> None:
         atomic_write(report.directory / name, receipt.encode(), mode=0o600)
 
 
-def _strike_cells(strike: StrikeZone | Iterable[int], res: int) -> frozenset[int]:
+def _strike_windows(
+    strike: StrikeZone | Iterable[int], res: int
+) -> dict[Interval | None, set[int]]:
+    """The strike's cells at ``res`` by window (bare cells: no window)."""
     if isinstance(strike, StrikeZone):
-        return frozenset(strike.cover(res))
-    return frozenset(strike)
+        return zone_windows(strike, res)
+    return {None: set(strike)}
 
 
-def _token_parts(cells: frozenset[int], descriptor: SignedDescriptor) -> list[dict[int, list[int]]]:
-    d = descriptor.descriptor
-    tokens = query_tokens(cells, res=d.res, res_min=d.res_min)
-    return split_tokens(tokens, max_query_tokens=d.max_query_tokens)
+def _union(windows: Mapping[Interval | None, set[int]]) -> frozenset[int]:
+    return frozenset().union(*windows.values())
 
 
 async def plan_check(
@@ -149,11 +165,13 @@ async def plan_check(
     peer = node.peer(peer_name)
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         descriptor = await client.fetch_descriptor(now=now())
-    cells = await asyncio.to_thread(_strike_cells, strike, descriptor.descriptor.res)
+    d = descriptor.descriptor
+    windows = await asyncio.to_thread(_strike_windows, strike, d.res)
+    cells = _union(windows)
     if not cells:
         raise LocalProtocolError("the strike zone covers no cells; nothing to check")
-    parts = await asyncio.to_thread(_token_parts, cells, descriptor)
-    return CheckPlan(peer.name, descriptor, cells, tuple(plan_query(part) for part in parts))
+    pieces = await asyncio.to_thread(plan_pieces, windows, d)
+    return CheckPlan(peer.name, descriptor, cells, tuple(piece_plan(p, d) for p in pieces))
 
 
 async def run_check(
@@ -194,19 +212,22 @@ async def run_check(
     async with PeerClient(node, peer, plaintext=plaintext) as client:
         started = time.perf_counter()
         descriptor = await client.fetch_descriptor(now=now())
-        cells = await asyncio.to_thread(_strike_cells, strike, descriptor.descriptor.res)
+        d = descriptor.descriptor
+        windows = await asyncio.to_thread(_strike_windows, strike, d.res)
+        cells = _union(windows)
+        # Planned before the download: a window the epoch cannot answer is refused at once.
+        pieces: list[Piece | None] = [None]
+        if cells:
+            pieces = list(await asyncio.to_thread(plan_pieces, windows, d))
         cached = await asyncio.to_thread(cache.open, peer.name, descriptor)
         timings["descriptor_s"] = time.perf_counter() - started
         started = time.perf_counter()
         await client.download_snapshot(cached, progress=progress)
         timings["snapshot_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        token_parts: list[dict[int, list[int]] | None] = [None]
-        if cells:
-            token_parts = list(await asyncio.to_thread(_token_parts, cells, descriptor))
         finished: list[tuple[ProposerCheck, float]] = []
         results: list[CheckResult] = []
-        for tokens in token_parts:
+        for piece in pieces:
             session = ProposerCheck(
                 descriptor=descriptor,
                 responder_key=client.peer.identity.verify_key,
@@ -215,7 +236,7 @@ async def run_check(
                 strike_cells=cells,
                 rng=os.urandom,
                 mapper=pool.map,
-                tokens=tokens,
+                piece=piece,
             )
             query = await asyncio.to_thread(session.start)
             response = await client.evaluate(query)

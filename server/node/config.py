@@ -107,6 +107,10 @@ class Budget:
     mutual_checks_per_window: int = 12
     node_km2_per_window: float = 5000.0
     """What all peers together may probe per window: peers can collude."""
+    km2h_per_window: float = 24000.0
+    """Default space-time budget per peer and window (km²·h) for timed elements: a strike
+    window asks each cell for a span of time. Default: the area budget for 24 h."""
+    node_km2h_per_window: float = 120000.0
 
     @property
     def window_seconds(self) -> float:
@@ -185,6 +189,10 @@ class NodeConfig:
             ),
             node_km2_per_window=table.non_negative(
                 "node_km2_per_window", defaults.node_km2_per_window
+            ),
+            km2h_per_window=table.non_negative("km2h_per_window", defaults.km2h_per_window),
+            node_km2h_per_window=table.non_negative(
+                "node_km2h_per_window", defaults.node_km2h_per_window
             ),
         )
         table.finish()

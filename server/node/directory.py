@@ -50,7 +50,7 @@ from typing import Any
 import tomli_w
 from nacl.signing import SigningKey, VerifyKey
 
-from hexpsi.protocol.budget import Allowance
+from hexpsi.protocol.budget import VOLUME_UNIT, Allowance
 from hexpsi.protocol.errors import HexpsiError, InputError
 from hexpsi.protocol.geo.resolution import DEFAULT_RES, DEFAULT_RES_MIN
 from hexpsi.protocol.geo.theatre import Theatre, read_theatre
@@ -271,6 +271,18 @@ class Node:
                 name=f"node {self.name}'s area budget for all peers together",
             ),
             mutual_calls=mutual_calls,
+            peer_volume=Allowance(
+                peer.budget_km2h,
+                peer.window_seconds,
+                name=f"{peer.name}'s space-time budget",
+                unit=VOLUME_UNIT,
+            ),
+            node_volume=Allowance(
+                budget.node_km2h_per_window,
+                budget.window_seconds,
+                name=f"node {self.name}'s space-time budget for all peers together",
+                unit=VOLUME_UNIT,
+            ),
         )
 
     def peers(self) -> list[Peer]:
@@ -297,15 +309,15 @@ class Node:
         window_hours: float | None = None,
         max_set_size: int | None = None,
         replace: bool = False,
+        budget_km2h: float | None = None,
     ) -> Peer:
         """Pin ``identity``'s certificate under its name (see :meth:`PeerBook.add`)."""
         if identity.name == self.name or identity.certificate_sha256 == self.certificate_sha256:
             raise InputError(f"{identity.name!r} is this node's own identity, not a peer")
-        return self.book.add(
-            identity,
-            overrides=peer_overrides(address, budget_km2, window_hours, max_set_size, where="peer"),
-            replace=replace,
+        overrides = peer_overrides(
+            address, budget_km2, window_hours, max_set_size, where="peer", budget_km2h=budget_km2h
         )
+        return self.book.add(identity, overrides=overrides, replace=replace)
 
     def update_peer(
         self,
@@ -315,13 +327,17 @@ class Node:
         budget_km2: float | None = None,
         window_hours: float | None = None,
         max_set_size: int | None = None,
+        budget_km2h: float | None = None,
     ) -> Peer:
-        """Change what is given of a pinned peer's address, budget, window and largest set."""
-        changes = peer_overrides(address, budget_km2, window_hours, max_set_size, where="peer")
+        """Change what is given of a pinned peer's address, budgets, window and largest set."""
+        changes = peer_overrides(
+            address, budget_km2, window_hours, max_set_size, where="peer", budget_km2h=budget_km2h
+        )
         if not changes:
             raise InputError(
                 "nothing to update",
-                hint="give --budget-km2, --window-hours, --address or --max-set-size",
+                hint="give --budget-km2, --budget-km2h, --window-hours, --address or "
+                "--max-set-size",
             )
         return self.book.update(name, changes)
 

@@ -31,7 +31,7 @@ from hexpsi.protocol.budget import Allowance, Charge, Spending, decide_charge
 from hexpsi.protocol.errors import InputError, RemoteProtocolError, Status
 from hexpsi.server.node.sqlite import Database, DatabaseOwner
 
-LEDGER_FORMAT = 2
+LEDGER_FORMAT = 3
 SESSION_ID_MIN_BYTES = 16
 """A session id is a fresh random nonce; fewer than 128 bits invites accidental reuse."""
 SESSION_ID_MAX_BYTES = 64
@@ -50,6 +50,15 @@ class Operation(enum.StrEnum):
     """This node's mutual check against a peer: the peer could learn that many of our cells."""
 
 
+_CHARGES_FORMAT_2 = """CREATE TABLE charges (
+        id INTEGER PRIMARY KEY,
+        peer TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        at REAL NOT NULL,
+        area_km2 REAL NOT NULL,
+        session_id BLOB,
+        recorded INTEGER NOT NULL
+    )"""
 SCHEMA = [
     """CREATE TABLE charges (
         id INTEGER PRIMARY KEY,
@@ -58,7 +67,8 @@ SCHEMA = [
         at REAL NOT NULL,
         area_km2 REAL NOT NULL,
         session_id BLOB,
-        recorded INTEGER NOT NULL
+        recorded INTEGER NOT NULL,
+        volume_km2h REAL NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX charges_by_peer ON charges (peer, at)",
     "CREATE INDEX charges_by_time ON charges (at)",
@@ -73,7 +83,8 @@ MIGRATIONS = {
     # Format 1 kept totals per fixed window; each becomes one charge at its window's
     # start, which leaves a rolling window exactly when the fixed window ended.
     1: [
-        *SCHEMA[:3],
+        _CHARGES_FORMAT_2,
+        *SCHEMA[1:3],
         "INSERT INTO charges (peer, operation, at, area_km2, session_id, recorded) "
         "SELECT peer, 'check', window_start, spent_km2, NULL, 1 FROM area_spent",
         "WITH RECURSIVE counted(peer, kind, at, n) AS ("
@@ -83,7 +94,9 @@ MIGRATIONS = {
         "SELECT peer, kind, at, 0.0, NULL, 1 FROM counted",
         "DROP TABLE area_spent",
         "DROP TABLE count_spent",
-    ]
+    ],
+    # Format 3 charges timed elements by space-time volume beside the area.
+    2: ["ALTER TABLE charges ADD COLUMN volume_km2h REAL NOT NULL DEFAULT 0"],
 }
 
 
@@ -95,6 +108,10 @@ class Allowances:
     node: Allowance
     mutual_calls: Allowance | None = None
     """For a peer's mutual checks: how many it may make per window (each counts 1)."""
+    peer_volume: Allowance | None = None
+    """The peer's space-time budget (km²·h) for timed elements."""
+    node_volume: Allowance | None = None
+    """The node-wide space-time budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +121,8 @@ class Admission:
     charge_id: int
     charge: Charge
     node_charge: Charge
+    volume_charge: Charge | None = None
+    node_volume_charge: Charge | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +137,21 @@ class UnrecordedCharge:
     session_id: bytes | None
 
 
-HistoryReader = Callable[[str, float, "Operation | None"], list[Spending]]
-"""``history(peer, since, operation)``: the charges after ``since`` (``NODE``: everyone's)."""
+HistoryReader = Callable[[str, float, "Operation | None", str], list[Spending]]
+"""``history(peer, since, operation, column)``: the charges after ``since`` (``NODE``:
+everyone's), their area or volume."""
+
+
+_SELECT_SPENDING = {
+    column: f"SELECT at, {column} FROM charges WHERE at > ?"  # noqa: S608 - fixed names
+    for column in ("area_km2", "volume_km2h")
+}
 
 
 def _history_query(
-    peer: str, since: float, operation: Operation | None
+    peer: str, since: float, operation: Operation | None, column: str = "area_km2"
 ) -> tuple[str, tuple[object, ...]]:
-    sql = "SELECT at, area_km2 FROM charges WHERE at > ?"
+    sql = _SELECT_SPENDING[column]
     parameters: tuple[object, ...] = (since,)
     if peer != NODE:
         sql += " AND peer = ?"
@@ -164,14 +190,23 @@ class Ledger(DatabaseOwner):
     # -- reading
 
     def _history(
-        self, peer: str, since: float, operation: Operation | None = None
+        self,
+        peer: str,
+        since: float,
+        operation: Operation | None = None,
+        column: str = "area_km2",
     ) -> list[Spending]:
         """Charges after ``since``: one peer's, or every peer's for ``NODE``."""
-        return _spendings(self._db.read(*_history_query(peer, since, operation)))
+        return _spendings(self._db.read(*_history_query(peer, since, operation, column)))
 
     def spent(self, peer: str, *, now: float, window_seconds: float) -> float:
         """Area charged to ``peer`` (``NODE``: to everyone) over the last window (km²)."""
         return sum(s.amount for s in self._history(peer, now - window_seconds))
+
+    def spent_volume(self, peer: str, *, now: float, window_seconds: float) -> float:
+        """Space-time volume charged to ``peer`` (``NODE``: everyone) over the window (km²·h)."""
+        history = self._history(peer, now - window_seconds, None, "volume_km2h")
+        return sum(s.amount for s in history)
 
     def calls(self, peer: str, operation: Operation, *, now: float, window_seconds: float) -> int:
         """How many ``operation`` charges ``peer`` made over the last window."""
@@ -194,30 +229,40 @@ class Ledger(DatabaseOwner):
         *,
         operation: Operation,
         area_km2: float,
+        volume_km2h: float,
         allowances: Allowances,
         now: float,
         what: str,
-    ) -> tuple[Charge, Charge]:
+    ) -> list[Charge]:
         """Every allowance the request is charged against, or the first refusal.
 
         A mutual check counts 1 against the peer's call allowance; every request
-        counts its area against the peer's budget and the node-wide one.
+        counts its area against the peer's budget and the node-wide one, and its
+        space-time volume (if any) against the peer's and the node's volume
+        budgets. Returns the peer's and node's area charges, then the volume ones.
         """
-        decisions: list[tuple[Allowance, str, Operation | None, float]] = [
-            (allowances.peer, peer, None, area_km2),
-            (allowances.node, NODE, None, area_km2),
+        decisions: list[tuple[Allowance, str, Operation | None, float, str]] = [
+            (allowances.peer, peer, None, area_km2, "area_km2"),
+            (allowances.node, NODE, None, area_km2, "area_km2"),
         ]
+        if volume_km2h > 0:
+            if allowances.peer_volume is None or allowances.node_volume is None:
+                raise InputError("a timed request needs space-time budgets to be charged against")
+            decisions += [
+                (allowances.peer_volume, peer, None, volume_km2h, "volume_km2h"),
+                (allowances.node_volume, NODE, None, volume_km2h, "volume_km2h"),
+            ]
         if allowances.mutual_calls is not None:
-            decisions.insert(0, (allowances.mutual_calls, peer, operation, 1.0))
+            decisions.insert(0, (allowances.mutual_calls, peer, operation, 1.0, "area_km2"))
         charges = []
-        for allowance, who, counted, amount in decisions:
-            past = history(who, now - allowance.window_seconds, counted)
+        for allowance, who, counted, amount, column in decisions:
+            past = history(who, now - allowance.window_seconds, counted, column)
             if counted is not None:
                 past = [Spending(s.at, 1.0) for s in past]
             charges.append(
                 decide_charge(amount=amount, history=past, allowance=allowance, now=now, what=what)
             )
-        return charges[-2], charges[-1]
+        return charges[1:] if allowances.mutual_calls is not None else charges
 
     def check(
         self,
@@ -228,6 +273,7 @@ class Ledger(DatabaseOwner):
         allowances: Allowances,
         now: float,
         what: str = "this request",
+        volume_km2h: float = 0.0,
     ) -> None:
         """Refuse (``BudgetExhausted``) a request that would not be admitted; writes nothing.
 
@@ -240,6 +286,7 @@ class Ledger(DatabaseOwner):
             peer,
             operation=operation,
             area_km2=area_km2,
+            volume_km2h=volume_km2h,
             allowances=allowances,
             now=now,
             what=what,
@@ -255,6 +302,7 @@ class Ledger(DatabaseOwner):
         now: float,
         session_id: bytes | None = None,
         what: str = "this request",
+        volume_km2h: float = 0.0,
     ) -> Admission:
         """Claim ``session_id`` and charge ``area_km2``, both or neither, or raise.
 
@@ -266,14 +314,17 @@ class Ledger(DatabaseOwner):
             _check_session_id(session_id)
         with self._db.transaction() as conn:
 
-            def history(who: str, since: float, op: Operation | None) -> list[Spending]:
-                return _spendings(conn.execute(*_history_query(who, since, op)))
+            def history(
+                who: str, since: float, op: Operation | None, column: str
+            ) -> list[Spending]:
+                return _spendings(conn.execute(*_history_query(who, since, op, column)))
 
-            charge, node_charge = self._decide(
+            charges = self._decide(
                 history,
                 peer,
                 operation=operation,
                 area_km2=area_km2,
+                volume_km2h=volume_km2h,
                 allowances=allowances,
                 now=now,
                 what=what,
@@ -291,12 +342,14 @@ class Ledger(DatabaseOwner):
                         hint="every request needs a fresh random session id",
                     )
             cursor = conn.execute(
-                "INSERT INTO charges (peer, operation, at, area_km2, session_id, recorded) "
-                "VALUES (?, ?, ?, ?, ?, 0)",
-                (peer, operation.value, now, area_km2, session_id),
+                "INSERT INTO charges "
+                "(peer, operation, at, area_km2, session_id, recorded, volume_km2h) "
+                "VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (peer, operation.value, now, area_km2, session_id, volume_km2h),
             )
             assert cursor.lastrowid is not None
-            return Admission(int(cursor.lastrowid), charge, node_charge)
+            volume: list[Charge | None] = [*charges[2:]] or [None, None]
+            return Admission(int(cursor.lastrowid), charges[0], charges[1], volume[0], volume[1])
 
     # -- after the request
 

@@ -51,6 +51,8 @@ class Peer:
     window_hours: float
     max_set_size: int
     overrides: Mapping[str, str | float]
+    budget_km2h: float = 0.0
+    """Its space-time budget per window for timed elements (km²·h)."""
     rotations: tuple[SignedRotation, ...] = ()
     """The peer's rotation statements this node applied, oldest first."""
 
@@ -79,8 +81,13 @@ def peer_overrides(
     max_set_size: object = None,
     *,
     where: str,
+    budget_km2h: object = None,
 ) -> dict[str, str | float]:
     overrides: dict[str, str | float] = {}
+    if budget_km2h is not None:
+        overrides["budget_km2h"] = _check_override_number(
+            budget_km2h, f"{where}: budget_km2h", allow_zero=True
+        )
     if address is not None:
         host, port = parse_address(address, where=where)
         overrides["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -148,6 +155,7 @@ class PeerBook:
             data.get("window_hours"),
             data.get("max_set_size"),
             where=where,
+            budget_km2h=data.get("budget_km2h"),
         )
         rotations = _read_rotations(data.get("rotations"), identity, where=where)
         return self._resolve_peer(identity, overrides, rotations)
@@ -167,6 +175,7 @@ class PeerBook:
             window_hours=float(overrides.get("window_hours", budget.window_hours)),
             max_set_size=int(overrides.get("max_set_size", self.config.limits.max_mutual_set_size)),
             overrides=overrides,
+            budget_km2h=float(overrides.get("budget_km2h", budget.km2h_per_window)),
             rotations=rotations,
         )
 
@@ -211,6 +220,8 @@ class PeerBook:
             "max_set_size": overrides.get("max_set_size"),
             "rotations": [statement.to_document() for statement in rotations],
         }
+        if "budget_km2h" in overrides:
+            record["budget_km2h"] = overrides["budget_km2h"]
         path = self.directory / f"{identity.name}.json"
         atomic_write(path, (json.dumps(record, indent=2) + "\n").encode("ascii"))
         peer = self._resolve_peer(identity, dict(overrides), rotations)

@@ -8,6 +8,8 @@ INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from hexpsi.protocol.budget import query_area_km2
 from hexpsi.protocol.check.messages import ElementGroup, EvaluatedGroup, Query, Receipt, Response
 from hexpsi.protocol.crypto.group import ELEMENT_SIZE
@@ -15,14 +17,21 @@ from hexpsi.protocol.epoch.descriptor import Descriptor
 from hexpsi.server.rpc.hexpsi.v1 import check_pb2
 
 
+def _element_groups(groups: Sequence[ElementGroup]) -> list[check_pb2.ElementGroup]:
+    return [
+        check_pb2.ElementGroup(
+            resolution=group.resolution, elements=group.joined(), time_level=group.level or 0
+        )
+        for group in groups
+    ]
+
+
 def query_to_request(query: Query) -> check_pb2.EvaluateRequest:
     return check_pb2.EvaluateRequest(
         session_id=query.session_id,
         descriptor_digest=query.descriptor_digest,
-        groups=[
-            check_pb2.ElementGroup(resolution=group.resolution, elements=group.joined())
-            for group in query.groups
-        ],
+        groups=_element_groups(query.groups),
+        timed_groups=_element_groups(query.timed_groups),
     )
 
 
@@ -33,34 +42,51 @@ def request_to_query(request: check_pb2.EvaluateRequest) -> Query:
         groups=tuple(
             ElementGroup.from_joined(group.resolution, group.elements) for group in request.groups
         ),
+        timed_groups=tuple(
+            ElementGroup.from_joined(group.resolution, group.elements, group.time_level)
+            for group in request.timed_groups
+        ),
     )
+
+
+def _evaluated_groups(groups: Sequence[EvaluatedGroup]) -> list[check_pb2.EvaluatedGroup]:
+    return [
+        check_pb2.EvaluatedGroup(
+            resolution=group.resolution,
+            elements=b"".join(group.elements),
+            proof=group.proof,
+            time_level=group.level or 0,
+        )
+        for group in groups
+    ]
 
 
 def response_to_message(response: Response) -> check_pb2.EvaluateResponse:
     return check_pb2.EvaluateResponse(
         session_id=response.session_id,
-        groups=[
-            check_pb2.EvaluatedGroup(
-                resolution=group.resolution, elements=b"".join(group.elements), proof=group.proof
-            )
-            for group in response.groups
-        ],
+        groups=_evaluated_groups(response.groups),
         receipt=response.receipt.encode(),
+        timed_groups=_evaluated_groups(response.timed_groups),
     )
+
+
+def _from_evaluated(
+    groups: Iterable[check_pb2.EvaluatedGroup], *, timed: bool
+) -> tuple[EvaluatedGroup, ...]:
+    converted = []
+    for group in groups:
+        level = group.time_level if timed else None
+        elements = ElementGroup.from_joined(group.resolution, group.elements, level).elements
+        converted.append(EvaluatedGroup(group.resolution, elements, group.proof, level))
+    return tuple(converted)
 
 
 def message_to_response(message: check_pb2.EvaluateResponse) -> Response:
     return Response(
         session_id=message.session_id,
-        groups=tuple(
-            EvaluatedGroup(
-                group.resolution,
-                ElementGroup.from_joined(group.resolution, group.elements).elements,
-                group.proof,
-            )
-            for group in message.groups
-        ),
+        groups=_from_evaluated(message.groups, timed=False),
         receipt=Receipt.decode(message.receipt),
+        timed_groups=_from_evaluated(message.timed_groups, timed=True),
     )
 
 

@@ -257,6 +257,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 proposer=peer.name,
                 rng=self.rng,
                 mapper=self.pool.map,
+                timed_keys=epoch.timed_keys,
             )
             assessment = await asyncio.to_thread(session.receive, query, now=now)
             admission = await asyncio.to_thread(
@@ -268,6 +269,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                 now=now,
                 session_id=query.session_id,
                 what=what,
+                volume_km2h=assessment.volume_km2h,
             )
             try:
                 response = await asyncio.to_thread(session.respond, now=now)
@@ -327,6 +329,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                     "area_km2": assessment.area_km2,
                     "remaining_km2": admission.charge.remaining,
                     "node_remaining_km2": admission.node_charge.remaining,
+                    **_timed_details(query, assessment, admission),
                 },
                 now,
             )
@@ -361,3 +364,14 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
             return check_pb2.GetReceiptResponse(receipt=receipt.encode())
 
         return await self._guard(context, work())
+
+
+def _timed_details(query: Query, assessment: Assessment, admission: Admission) -> dict[str, object]:
+    """What a check with timed groups adds to its audit entry: their sizes and volume."""
+    if not query.timed_groups or admission.volume_charge is None:
+        return {}
+    return {
+        "timed_group_sizes": {f"{r}/{level}": n for (r, level), n in query.timed_sizes().items()},
+        "volume_km2h": assessment.volume_km2h,
+        "remaining_km2h": admission.volume_charge.remaining,
+    }

@@ -380,8 +380,10 @@ def evaluate_elements(call: GrpcCall) -> tuple[list[bytes], list[bytes]]:
     assert call.path == EVALUATE
     (request,) = (check_pb2.EvaluateRequest.FromString(m) for m in call.requests)
     (response,) = (check_pb2.EvaluateResponse.FromString(m) for m in call.responses)
-    sent = [e for g in request.groups for e in split_elements(g.elements)]
-    got = [e for g in response.groups for e in split_elements(g.elements)]
+    sent_groups = [*request.groups, *request.timed_groups]
+    got_groups = [*response.groups, *response.timed_groups]
+    sent = [e for g in sent_groups for e in split_elements(g.elements)]
+    got = [e for g in got_groups for e in split_elements(g.elements)]
     return sent, got
 
 

@@ -170,7 +170,9 @@ def test_a_bundle_cut_down_to_hide_the_conflict_is_refused(
     replay = ZoneEvidence.from_json(json.dumps(cut).encode()).replay
     key = checked.responder.own_identity().verify_key
     assert not verify_evidence(replay, key).conflict, "v1's replay alone would call it clear"
-    total, hidden = len(bundle["positions"]), len(hitting(checked))
+    standing = [p for p in bundle["positions"] if "level" not in p]
+    total = len(standing)
+    hidden = sum(1 for p in standing if int(p["cell"], 16) in hitting(checked))
     assert 0 < hidden < total
     refused_everywhere(checked, cut, f"lacks {hidden} of the {total} tokens", capsys)
 
@@ -178,7 +180,7 @@ def test_a_bundle_cut_down_to_hide_the_conflict_is_refused(
 def test_a_bundle_with_no_positions_is_refused(
     checked: Checked, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    total = len(checked.bundle["positions"])
+    total = sum(1 for p in checked.bundle["positions"] if "level" not in p)
     emptied = {**checked.bundle, "positions": []}
     refused_everywhere(checked, emptied, f"lacks {total} of the {total} tokens", capsys)
 

@@ -96,6 +96,7 @@ class BentResponse(CheckServicer):
                 proposer=honest.receipt.proposer,
                 query=query,
                 groups=groups,
+                timed_groups=honest.timed_groups,
             ),
         )
         receipt = self.sign(self.bend_receipt(receipt, epoch))

@@ -44,6 +44,10 @@ RESPONDER = "alpha"
 PROPOSER = "bravo"
 OUTSIDER = "charlie"
 BIG_BUDGET_KM2 = 1e7
+HORIZON_HOURS = 25
+"""Space-time budgets are the area budgets times this: a check without a window asks
+every cell over the whole horizon (a day, a little more once rounded to slots), so the
+area budget is what runs out first, as the tests written before time expect."""
 """Enough for every strike below, including the ones sent as whole res-5 tokens."""
 
 CENTER = h3.latlng_to_cell(33.50, 38.62, RES)
@@ -123,12 +127,22 @@ def make_nodes(
         for name in names
     ]
     for node in made:
-        edit_config(node.directory, budget={"node_km2_per_window": node_budget_km2})
+        edit_config(
+            node.directory,
+            budget={
+                "node_km2_per_window": node_budget_km2,
+                "node_km2h_per_window": node_budget_km2 * HORIZON_HOURS,
+            },
+        )
         if limits:
             edit_config(node.directory, limits=limits)
         for other in made:
             if other is not node:
-                Node(node.directory).add_peer(other.own_identity(), budget_km2=budget_km2)
+                Node(node.directory).add_peer(
+                    other.own_identity(),
+                    budget_km2=budget_km2,
+                    budget_km2h=budget_km2 * HORIZON_HOURS,
+                )
     return {node.name: Node(node.directory) for node in made}
 
 

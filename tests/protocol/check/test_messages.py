@@ -176,7 +176,10 @@ def test_response_groups_must_ascend() -> None:
 
 def test_encoded_query_rejects_an_unknown_label() -> None:
     encoded = Query(bytes(16), bytes(32), ()).encode()
-    with pytest.raises(RemoteProtocolError, match="not a hexpsi v1 query"):
+    with pytest.raises(RemoteProtocolError, match="not a hexpsi v1 or v2 query"):
+        Query.decode(encoded.replace(b"hexpsi/v1/query", b"hexpsi/v9/query"))
+    # A v2 label on a query without timed groups is refused, not read as v1.
+    with pytest.raises(RemoteProtocolError):
         Query.decode(encoded.replace(b"hexpsi/v1/query", b"hexpsi/v2/query"))
 
 

@@ -71,7 +71,8 @@ async def test_checks_report_exactly_the_tokens_that_hold_protected_cells(
             result.conflicting_cells
             == {cell for token in hits for cell in cells_inside(token, res=RES)} & strike
         ), name
-        assert result.tokens_sent == sum(
+        # Each token is asked of standing positions and, over the whole horizon, of timed ones.
+        assert result.tokens_sent == 2 * sum(
             len(g) for g in query_tokens(strike, res=RES, res_min=RES_MIN).values()
         )
         resolutions_hit |= {h3.get_resolution(token) for token in hits}
@@ -357,7 +358,7 @@ async def test_a_zone_too_large_for_one_check_is_checked_in_parts_and_answered_o
     assert len({r.receipt_id for r in report.receipts}) == len(report.parts)
     assert report.result.conflict
     assert report.result.conflicting_tokens == expected_hits(cells, PROTECTED)
-    assert report.result.tokens_sent == sum(
+    assert report.result.tokens_sent == 2 * sum(
         len(group) for group in query_tokens(cells, res=res, res_min=RES_MIN).values()
     )
     assert report.area_km2 == pytest.approx(sum(r.area_km2 for r in report.receipts))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'hexpsi/server/rpc/hexpsi/v1/check.proto\x12\thexpsi.v1\"\x16\n\x14GetDescriptorRequest\"Q\n\x15GetDescriptorResponse\x12\x12\n\ndescriptor\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\trotations\x18\x03 \x03(\x0c\";\n\x12GetSnapshotRequest\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\x0c\x12\x13\n\x0bstart_block\x18\x02 \x01(\x04\"O\n\x13GetSnapshotResponse\x12\x13\n\x0b\x66irst_block\x18\x01 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x02 \x03(\x0c\x12\x13\n\x0b\x62lock_count\x18\x03 \x01(\x04\"4\n\x0c\x45lementGroup\x12\x12\n\nresolution\x18\x01 \x01(\r\x12\x10\n\x08\x65lements\x18\x02 \x01(\x0c\"i\n\x0f\x45valuateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x19\n\x11\x64\x65scriptor_digest\x18\x02 \x01(\x0c\x12\'\n\x06groups\x18\x03 \x03(\x0b\x32\x17.hexpsi.v1.ElementGroup\"E\n\x0e\x45valuatedGroup\x12\x12\n\nresolution\x18\x01 \x01(\r\x12\x10\n\x08\x65lements\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\"b\n\x10\x45valuateResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12)\n\x06groups\x18\x02 \x03(\x0b\x32\x19.hexpsi.v1.EvaluatedGroup\x12\x0f\n\x07receipt\x18\x03 \x01(\x0c\"\'\n\x11GetReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\"%\n\x12GetReceiptResponse\x12\x0f\n\x07receipt\x18\x01 \x01(\x0c\x32\xc2\x02\n\x0c\x43heckService\x12R\n\rGetDescriptor\x12\x1f.hexpsi.v1.GetDescriptorRequest\x1a .hexpsi.v1.GetDescriptorResponse\x12N\n\x0bGetSnapshot\x12\x1d.hexpsi.v1.GetSnapshotRequest\x1a\x1e.hexpsi.v1.GetSnapshotResponse0\x01\x12\x43\n\x08\x45valuate\x12\x1a.hexpsi.v1.EvaluateRequest\x1a\x1b.hexpsi.v1.EvaluateResponse\x12I\n\nGetReceipt\x12\x1c.hexpsi.v1.GetReceiptRequest\x1a\x1d.hexpsi.v1.GetReceiptResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'hexpsi/server/rpc/hexpsi/v1/check.proto\x12\thexpsi.v1\"\x16\n\x14GetDescriptorRequest\"Q\n\x15GetDescriptorResponse\x12\x12\n\ndescriptor\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\trotations\x18\x03 \x03(\x0c\";\n\x12GetSnapshotRequest\x12\x10\n\x08\x65poch_id\x18\x01 \x01(\x0c\x12\x13\n\x0bstart_block\x18\x02 \x01(\x04\"O\n\x13GetSnapshotResponse\x12\x13\n\x0b\x66irst_block\x18\x01 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x02 \x03(\x0c\x12\x13\n\x0b\x62lock_count\x18\x03 \x01(\x04\"H\n\x0c\x45lementGroup\x12\x12\n\nresolution\x18\x01 \x01(\r\x12\x10\n\x08\x65lements\x18\x02 \x01(\x0c\x12\x12\n\ntime_level\x18\x03 \x01(\r\"\x98\x01\n\x0f\x45valuateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x19\n\x11\x64\x65scriptor_digest\x18\x02 \x01(\x0c\x12\'\n\x06groups\x18\x03 \x03(\x0b\x32\x17.hexpsi.v1.ElementGroup\x12-\n\x0ctimed_groups\x18\x04 \x03(\x0b\x32\x17.hexpsi.v1.ElementGroup\"Y\n\x0e\x45valuatedGroup\x12\x12\n\nresolution\x18\x01 \x01(\r\x12\x10\n\x08\x65lements\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x12\n\ntime_level\x18\x04 \x01(\r\"\x93\x01\n\x10\x45valuateResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12)\n\x06groups\x18\x02 \x03(\x0b\x32\x19.hexpsi.v1.EvaluatedGroup\x12\x0f\n\x07receipt\x18\x03 \x01(\x0c\x12/\n\x0ctimed_groups\x18\x04 \x03(\x0b\x32\x19.hexpsi.v1.EvaluatedGroup\"\'\n\x11GetReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\"%\n\x12GetReceiptResponse\x12\x0f\n\x07receipt\x18\x01 \x01(\x0c\x32\xc2\x02\n\x0c\x43heckService\x12R\n\rGetDescriptor\x12\x1f.hexpsi.v1.GetDescriptorRequest\x1a .hexpsi.v1.GetDescriptorResponse\x12N\n\x0bGetSnapshot\x12\x1d.hexpsi.v1.GetSnapshotRequest\x1a\x1e.hexpsi.v1.GetSnapshotResponse0\x01\x12\x43\n\x08\x45valuate\x12\x1a.hexpsi.v1.EvaluateRequest\x1a\x1b.hexpsi.v1.EvaluateResponse\x12I\n\nGetReceipt\x12\x1c.hexpsi.v1.GetReceiptRequest\x1a\x1d.hexpsi.v1.GetReceiptResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSNAPSHOTRESPONSE']._serialized_start=222
   _globals['_GETSNAPSHOTRESPONSE']._serialized_end=301
   _globals['_ELEMENTGROUP']._serialized_start=303
-  _globals['_ELEMENTGROUP']._serialized_end=355
-  _globals['_EVALUATEREQUEST']._serialized_start=357
-  _globals['_EVALUATEREQUEST']._serialized_end=462
-  _globals['_EVALUATEDGROUP']._serialized_start=464
-  _globals['_EVALUATEDGROUP']._serialized_end=533
-  _globals['_EVALUATERESPONSE']._serialized_start=535
-  _globals['_EVALUATERESPONSE']._serialized_end=633
-  _globals['_GETRECEIPTREQUEST']._serialized_start=635
-  _globals['_GETRECEIPTREQUEST']._serialized_end=674
-  _globals['_GETRECEIPTRESPONSE']._serialized_start=676
-  _globals['_GETRECEIPTRESPONSE']._serialized_end=713
-  _globals['_CHECKSERVICE']._serialized_start=716
-  _globals['_CHECKSERVICE']._serialized_end=1038
+  _globals['_ELEMENTGROUP']._serialized_end=375
+  _globals['_EVALUATEREQUEST']._serialized_start=378
+  _globals['_EVALUATEREQUEST']._serialized_end=530
+  _globals['_EVALUATEDGROUP']._serialized_start=532
+  _globals['_EVALUATEDGROUP']._serialized_end=621
+  _globals['_EVALUATERESPONSE']._serialized_start=624
+  _globals['_EVALUATERESPONSE']._serialized_end=771
+  _globals['_GETRECEIPTREQUEST']._serialized_start=773
+  _globals['_GETRECEIPTREQUEST']._serialized_end=812
+  _globals['_GETRECEIPTRESPONSE']._serialized_start=814
+  _globals['_GETRECEIPTRESPONSE']._serialized_end=851
+  _globals['_CHECKSERVICE']._serialized_start=854
+  _globals['_CHECKSERVICE']._serialized_end=1176
 # @@protoc_insertion_point(module_scope)

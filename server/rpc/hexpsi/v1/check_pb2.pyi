@@ -142,25 +142,31 @@ Global___GetSnapshotResponse: _TypeAlias = GetSnapshotResponse  # noqa: Y015
 
 @_typing.final
 class ElementGroup(_message.Message):
-    """ElementGroup holds the elements declared at one H3 resolution."""
+    """ElementGroup holds the elements declared at one H3 resolution (and, in
+    `timed_groups`, at one level of the epoch's time tree).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RESOLUTION_FIELD_NUMBER: _builtins.int
     ELEMENTS_FIELD_NUMBER: _builtins.int
+    TIME_LEVEL_FIELD_NUMBER: _builtins.int
     resolution: _builtins.int
     """The H3 resolution the elements are declared at (res_min..res)."""
     elements: _builtins.bytes
     """Concatenated 32-byte ristretto255 elements."""
+    time_level: _builtins.int
+    """The time-tree level (0 = the whole horizon); only in `timed_groups`."""
     def __init__(
         self,
         *,
         resolution: _builtins.int = ...,
         elements: _builtins.bytes = ...,
+        time_level: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["elements", b"elements", "resolution", b"resolution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elements", b"elements", "resolution", b"resolution", "time_level", b"time_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -175,6 +181,7 @@ class EvaluateRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     DESCRIPTOR_DIGEST_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    TIMED_GROUPS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.bytes
     """Fresh random session id (16 bytes); never reused."""
     descriptor_digest: _builtins.bytes
@@ -183,16 +190,23 @@ class EvaluateRequest(_message.Message):
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElementGroup]:
         """Blinded elements, one group per resolution, ascending."""
 
+    @_builtins.property
+    def timed_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ElementGroup]:
+        """Blinded space-time elements, one group per (resolution, time level),
+        ascending; empty against an epoch without a time tree.
+        """
+
     def __init__(
         self,
         *,
         session_id: _builtins.bytes = ...,
         descriptor_digest: _builtins.bytes = ...,
         groups: _abc.Iterable[Global___ElementGroup] | None = ...,
+        timed_groups: _abc.Iterable[Global___ElementGroup] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor_digest", b"descriptor_digest", "groups", b"groups", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descriptor_digest", b"descriptor_digest", "groups", b"groups", "session_id", b"session_id", "timed_groups", b"timed_groups"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,22 +221,26 @@ class EvaluatedGroup(_message.Message):
     RESOLUTION_FIELD_NUMBER: _builtins.int
     ELEMENTS_FIELD_NUMBER: _builtins.int
     PROOF_FIELD_NUMBER: _builtins.int
+    TIME_LEVEL_FIELD_NUMBER: _builtins.int
     resolution: _builtins.int
     """The resolution of the query group this answers."""
     elements: _builtins.bytes
     """Concatenated 32-byte evaluated elements, in query order."""
     proof: _builtins.bytes
     """RFC 9497 batched DLEQ proof (64 bytes) for the whole group."""
+    time_level: _builtins.int
+    """The time level of the timed group this answers; only in `timed_groups`."""
     def __init__(
         self,
         *,
         resolution: _builtins.int = ...,
         elements: _builtins.bytes = ...,
         proof: _builtins.bytes = ...,
+        time_level: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["elements", b"elements", "proof", b"proof", "resolution", b"resolution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elements", b"elements", "proof", b"proof", "resolution", b"resolution", "time_level", b"time_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,6 +255,7 @@ class EvaluateResponse(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    TIMED_GROUPS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.bytes
     """The session id of the query."""
     receipt: _builtins.bytes
@@ -245,16 +264,21 @@ class EvaluateResponse(_message.Message):
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluatedGroup]:
         """One evaluated group per query group, same order."""
 
+    @_builtins.property
+    def timed_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluatedGroup]:
+        """One evaluated group per timed query group, same order."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.bytes = ...,
         groups: _abc.Iterable[Global___EvaluatedGroup] | None = ...,
         receipt: _builtins.bytes = ...,
+        timed_groups: _abc.Iterable[Global___EvaluatedGroup] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "receipt", b"receipt", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "receipt", b"receipt", "session_id", b"session_id", "timed_groups", b"timed_groups"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
