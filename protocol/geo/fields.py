@@ -22,6 +22,8 @@ or be named as not a distance:
 
 GeoJSON property names are JSON keys and are matched exactly (``Radius_m`` is
 not ``radius_m``); CSV headers are matched in any case, as they always were.
+The time members (``valid_from``, ``time_buffer_s``, ...: ``timing``) are read
+by their own names and never taken for distances.
 """
 
 from __future__ import annotations

@@ -314,7 +314,7 @@ def _feature(
         what="properties.{}",
         where=where,
     )
-    check_member_names(properties, member=_property, where=where)
+    check_member_names(properties, ignore=fields.ignore, member=_property, where=where)
     moving = value.get(TEMPORAL_GEOMETRY) is not None
     time_given = given_members(properties) | ({TEMPORAL_GEOMETRY} if moving else set())
     check_time_members(time_given, timing, member=_property, where=where)

@@ -28,7 +28,8 @@ Written for the files spreadsheets and GIS tools really write:
   position), or ``not_before`` and ``not_after`` (a strike window), RFC 3339
   with a zone, and ``time_buffer_s`` (seconds), by header name in any case.
   A row whose two cells are both empty is standing; one without the other is
-  refused. A point has no route, so a filled ``times`` cell is refused.
+  refused. A point has no route, so a filled ``times`` cell is refused. A
+  column ``--ignore-field`` names is not read as a time.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ def _header(row: list[str], fields: FieldNames) -> _Columns | None:
         for i, name in enumerate(names)
         if i not in (lat, lng) and looks_like_distance(name) and folded[i] not in read
     )
-    times = {name: folded.index(name) for name in TIME_MEMBERS if name in folded}
+    ignored = {name.casefold() for name in fields.ignore}
+    times = {
+        name: folded.index(name) for name in TIME_MEMBERS if name in folded and name not in ignored
+    }
     return _Columns(names, lat, lng, radius, ids, distances, times)
 
 

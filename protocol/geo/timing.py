@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
@@ -170,16 +170,19 @@ def check_time_members(
         )
 
 
-def check_member_names(names: Iterable[str], *, member: Member, where: str) -> None:
-    """Refuse a time member spelled in another case (``Valid_From``): it would be ignored."""
-    for name in names:
+def check_member_names(
+    values: Mapping[str, object], *, ignore: Collection[str], member: Member, where: str
+) -> None:
+    """Refuse a filled time member spelled in another case (``Valid_From``): it would be
+    ignored, and the feature read as standing. ``ignore`` names attributes set aside."""
+    for name, value in values.items():
         folded = name.casefold()
-        if folded != name and folded in TIME_MEMBERS:
+        if folded != name and folded in TIME_MEMBERS and name not in ignore and not _absent(value):
             raise InputError(
                 f"{member(name)} is not read: hexpsi reads {member(folded)} (names are matched "
                 "exactly)",
                 where=where,
-                hint=f"rename it to {folded}",
+                hint=f"rename it to {folded}; if it is not that time, --ignore-field {name}",
             )
 
 

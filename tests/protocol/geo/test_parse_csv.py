@@ -227,3 +227,13 @@ def test_bad_time_cells_name_the_line_and_column(text: str, role: str, says: str
 def test_a_time_buffer_column_is_not_taken_for_a_distance() -> None:
     [f] = features_from_csv("lat,lng,time_buffer_s\n1,2,60\n", default_radius_m=0)
     assert f.when is None
+
+
+def test_a_time_column_set_aside_is_not_read() -> None:
+    text = "lat,lng,Times\n1,2,twice daily\n"
+    with pytest.raises(InputError, match="column 'Times' is filled"):
+        features_from_csv(text, default_radius_m=0)
+    [f] = features_from_csv(
+        text, default_radius_m=0, fields=FieldNames(ignore=frozenset({"Times"}))
+    )
+    assert f.when is None

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.geo.fields import FieldNames
 from hexpsi.protocol.geo.parse import features_from_geojson, read_source
 from hexpsi.protocol.geo.shapes import Circle, Path
 from hexpsi.protocol.geo.sources import Source, merge_kinds, merge_sources
@@ -316,6 +317,19 @@ def test_a_window_is_only_for_strikes() -> None:
 
 
 # --- how features gave their time, across files -------------------------------------------
+
+
+def test_a_time_member_in_another_case_is_refused_unless_empty_or_set_aside() -> None:
+    document = feature(point(), Times="twice daily")
+    message = refusal(document)
+    assert "properties.Times is not read: hexpsi reads properties.times" in message
+    assert "--ignore-field Times" in message
+    [f] = features_from_geojson(
+        document, default_radius_m=0, fields=FieldNames(ignore=frozenset({"Times"}))
+    )
+    assert f.when is None
+    [g] = read(feature(point(), Valid_From=None, NOT_AFTER=""))
+    assert g.when is None
 
 
 def test_sources_know_routes_from_other_timed_features_and_keep_times_when_renamed() -> None:
