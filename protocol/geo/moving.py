@@ -13,7 +13,12 @@ hexpsi reads a ``MovingPoint``:
   decrease is refused naming its index;
 - ``interpolation`` (case-sensitive, as MF-JSON has it):
   ``"Linear"`` (the default): the point moves along each leg, read as a route
-  with times (``timing.route_legs``), the point's radius as the legs' buffer;
+  with times (``timing.route_legs``), the point's radius as the legs' buffer.
+  MF-JSON interpolates longitude and latitude linearly, hexpsi draws a leg as
+  the great-circle arc, as every line; the two part by about
+  ``L² tan(lat) / 8R`` for a leg of length ``L`` (2 m for 10 km at 45°, 200 m
+  for 100 km), so long legs belong in a radius that holds the difference, or
+  split into shorter ones;
   ``"Step"``: it stays at each position until the next time: a ``Circle`` per
   position over ``[t_i, t_i+1]``, the last one an instant;
   ``"Discrete"``: it is only known at its times: a ``Circle`` per position at
