@@ -6,6 +6,15 @@ proposer only learns from the peer's signed descriptor. Whoever covers the
 features then prints the one line saying what was read (``announce_read``),
 with the cells and area of the cover it used.
 
+What a file is read as (``InputOptions.role``: positions, strikes, or encode,
+which reads either) decides which time members it may carry; ``--time-buffer``
+and, for strikes, ``--window`` are the defaults for features that give none
+(``protocol.geo.timing``). Standing and timed features are covered apart:
+``cover_features`` takes standing features only and refuses a timed one, so
+no caller can fold a timed position into the standing set by mistake;
+``cover_timed_features`` pairs the timed ones' cells with their intervals, and
+``split_timed`` divides a list into the two.
+
 Several files are read as one (``protocol.geo.sources``): GeoJSON and CSV
 mixed, standard input (``-``) at most once, no file twice. A node's own
 positions and strikes (``read_node_inputs``) are bounded by its theatre when
@@ -21,15 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.errors import InputError, LocalProtocolError
 from hexpsi.protocol.geo.estimate import bounded_cover
 from hexpsi.protocol.geo.fields import FieldNames
-from hexpsi.protocol.geo.parse import read_features
+from hexpsi.protocol.geo.parse import read_source
 from hexpsi.protocol.geo.shapes import Feature, check_distance
-from hexpsi.protocol.geo.sources import Source, merge_sources, source_labels
+from hexpsi.protocol.geo.sources import merge_kinds, merge_sources, source_labels
 from hexpsi.protocol.geo.summary import describe_read
 from hexpsi.protocol.geo.theatre import Theatre
+from hexpsi.protocol.geo.timed_cover import TimedCell, split_timed, timed_cover
+from hexpsi.protocol.geo.timing import Role, TimeKind, TimeRules
 from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
+from hexpsi.protocol.spacetime.interval import Interval
 from hexpsi.server.streams import STDIO, read_input, source_name
 
 if TYPE_CHECKING:
@@ -38,12 +50,40 @@ if TYPE_CHECKING:
     from hexpsi.server.node.directory import Node
 
 
+__all__ = [
+    "InputOptions",
+    "Inputs",
+    "Role",
+    "announce_read",
+    "cover_features",
+    "cover_timed_features",
+    "read_cover",
+    "read_inputs",
+    "read_node_inputs",
+    "read_shapes",
+    "split_timed",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class InputOptions:
-    """How to read input files: the radius default (``None``: none) and attribute names."""
+    """How to read input files: the radius default (``None``: none), attribute names,
+    what the files are read as, and the time defaults.
+
+    ``time_buffer_s`` widens timed features that give no ``time_buffer_s`` of their
+    own; ``window`` is the window of strike features without ``not_before`` and
+    ``not_after`` (strikes only).
+    """
 
     default_radius_m: float | None = 0.0
     fields: FieldNames = field(default_factory=FieldNames)
+    role: Role = Role.ENCODE
+    time_buffer_s: float | None = None
+    window: Interval | None = None
+
+    @property
+    def timing(self) -> TimeRules:
+        return TimeRules(role=Role(self.role), buffer_s=self.time_buffer_s, window=self.window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +94,13 @@ class Inputs:
     sources: tuple[str, ...]
     digests: tuple[str, ...] = ()
     """SHA-256 (hex) of each source's bytes as read, in the order of ``sources``."""
+    kinds: tuple[TimeKind, ...] = ()
+    """How each feature gave its time, in the order of ``features`` (empty: from them)."""
 
     def summary(self, cells: Collection[int]) -> str:
         """The line saying what was read and what ``cells`` (its cover) amount to."""
-        return describe_read(self.features, source_labels(self.sources), cells)
+        kinds = self.kinds or None
+        return describe_read(self.features, source_labels(self.sources), cells, kinds)
 
 
 def _check_names(names: Sequence[str]) -> None:
@@ -85,23 +128,27 @@ def read_inputs(
     radius = options.default_radius_m
     if radius is not None:
         radius = check_distance(radius, "--radius-m")
+    timing = options.timing
     sources = []
     digests = []
     for name in names:
         shown = source_name(name)
         raw = read_input(name)
         digests.append(hashlib.sha256(raw).hexdigest())
-        features = read_features(raw, source=shown, default_radius_m=radius, fields=options.fields)
+        source = read_source(
+            raw, source=shown, default_radius_m=radius, fields=options.fields, timing=timing
+        )
         if theatre is not None:
             try:
-                theatre.check_features(features, hint=theatre_hint)
+                theatre.check_features(source.features, hint=theatre_hint)
             except InputError as error:
                 raise InputError(error.message, where=shown, hint=error.hint) from error
-        sources.append(Source(shown, tuple(features)))
+        sources.append(source)
     return Inputs(
         tuple(merge_sources(sources)),
         tuple(source.name for source in sources),
         tuple(digests),
+        tuple(merge_kinds(sources)),
     )
 
 
@@ -131,14 +178,34 @@ def read_shapes(path: str | Path, *, default_radius_m: float = 0.0) -> list[Feat
 def cover_features(
     features: Sequence[Feature], *, res: int, max_cells: int = DEFAULT_MAX_COVER_CELLS
 ) -> set[int]:
-    """The union of every feature's conservative cover at ``res``.
+    """The union of every standing feature's conservative cover at ``res``.
 
     Refuses (before building it) a cover estimated above ``max_cells``: a typo'd
     radius would otherwise cost minutes and gigabytes before any other check could
-    say it is far too large to protect or to strike.
+    say it is far too large to protect or to strike. Refuses a timed feature: its
+    cells hold only over its intervals, and a standing cover would hold them for
+    the whole epoch (``split_timed``, then ``cover_timed_features`` for those).
     """
+    timed = next((feature for feature in features if feature.timed), None)
+    if timed is not None:
+        raise LocalProtocolError(
+            f"feature {timed.id!r} is timed, and a standing cover has no time: split the "
+            "features with split_timed and cover the timed ones with cover_timed_features"
+        )
     try:
         return bounded_cover(features, res, max_cells)
+    except InputError as error:
+        raise InputError(error.message, hint=f"{error.hint} (and --radius-m)") from None
+
+
+def cover_timed_features(
+    features: Sequence[Feature], *, res: int, max_cells: int = DEFAULT_MAX_COVER_CELLS
+) -> list[TimedCell]:
+    """Every cell of every timed feature's shapes at ``res``, paired with the shape's
+    interval; a cell's overlapping or touching intervals merged; sorted by cell, then
+    start. Bounded like :func:`cover_features`; refuses a standing feature."""
+    try:
+        return timed_cover(features, res, max_cells)
     except InputError as error:
         raise InputError(error.message, hint=f"{error.hint} (and --radius-m)") from None
 

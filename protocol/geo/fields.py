@@ -22,6 +22,8 @@ or be named as not a distance:
 
 GeoJSON property names are JSON keys and are matched exactly (``Radius_m`` is
 not ``radius_m``); CSV headers are matched in any case, as they always were.
+The time members (``valid_from``, ``time_buffer_s``, ...: ``timing``) are read
+by their own names and never taken for distances.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.shapes import Feature
+from hexpsi.protocol.geo.timing import TIME_MEMBERS
 
 RADIUS_FIELD = "radius_m"
 BUFFER_FIELD = "buffer_m"
@@ -125,9 +128,10 @@ class FieldNames:
     def read(self, *, casefold: bool, points_only: bool = False) -> frozenset[str]:
         """Every attribute name these fields read or set aside (case-folded if asked).
 
-        ``points_only``: the file holds only points (a CSV), so no buffer is read.
+        ``points_only``: the file holds only points (a CSV), so no buffer is read. The
+        time members (``time_buffer_s`` among them) are always read.
         """
-        names = {self.radius, *self.id_fields, *self.ignore}
+        names = {self.radius, *self.id_fields, *self.ignore, *TIME_MEMBERS}
         if not points_only:
             names.add(self.buffer)
         return frozenset(n.casefold() for n in names) if casefold else frozenset(names)

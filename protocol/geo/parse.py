@@ -11,16 +11,9 @@ Decisions worth knowing:
 
 - GeoJSON positions are ``[longitude, latitude]`` (a third number, the altitude,
   and anything after it is ignored); shapes use ``(lat, lng)``.
-- A ``crs`` member (GeoJSON 2008; QGIS still writes one) may name WGS84
-  longitude/latitude only: CRS84 (``urn:ogc:def:crs:OGC:1.3:CRS84``,
-  ``urn:ogc:def:crs:OGC::CRS84``) or EPSG:4326 (``EPSG:4326``,
-  ``urn:ogc:def:crs:EPSG::4326``, and the versioned and ``http://www.opengis.net``
-  spellings of both). Anything else (a projected CRS, a ``link`` crs) is refused
-  naming it: its numbers are not degrees. EPSG:4326 formally orders latitude
-  first, but GeoJSON positions are ``[longitude, latitude]`` whatever the
-  member says (RFC 7946), and QGIS and GDAL write them that way under an
-  EPSG:4326 member too; so a ``crs`` member never swaps the axes here. Swapped
-  files are caught by a node's theatre (``theatre``), not guessed at.
+- A ``crs`` member may name WGS84 longitude/latitude only, and a ``trs``
+  member ISO 8601 UTC only (``crs``); a ``crs`` member never swaps the axes.
+  Swapped files are caught by a node's theatre (``theatre``), not guessed at.
 - A feature's radius (points) and buffer (lines and polygons) come from
   ``properties.radius_m`` and ``properties.buffer_m`` or the attributes
   ``FieldNames`` names; a member that is absent or ``null`` falls back to the
@@ -34,6 +27,12 @@ Decisions worth knowing:
   checked (RFC 7946 asks parsers not to reject either order).
 - A feature without geometry (``"geometry": null``) is rejected rather than
   skipped: silently dropping a protected position would report false "clear"s.
+- Time (``timing``): ``valid_from``/``valid_until`` make a position timed,
+  ``times`` on a LineString make it a route with times, an OGC Moving
+  Features ``temporalGeometry`` a moving point (``moving``), and
+  ``not_before``/``not_after`` give a strike its window; ``time_buffer_s``
+  widens them. Which of them a file may carry depends on what it is read as
+  (``TimeRules.role``).
 - Feature ids are the GeoJSON ``id`` member (string or integer), else the first
   of ``properties.id``, ``properties.fid`` (QGIS) and ``properties.name`` that
   has a value, or the one property ``FieldNames.id`` names; failing all, the
@@ -45,18 +44,19 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
+from hexpsi.protocol.geo.crs import check_crs, check_trs
 from hexpsi.protocol.geo.fields import (
     FieldNames,
     check_stray_distances,
     check_unique_ids,
     missing_radius,
 )
+from hexpsi.protocol.geo.json_values import json_position, json_positions, show_json
+from hexpsi.protocol.geo.moving import temporal_geometry_to_movement
 from hexpsi.protocol.geo.parse_csv import features_from_csv
 from hexpsi.protocol.geo.shapes import (
     Area,
@@ -68,8 +68,35 @@ from hexpsi.protocol.geo.shapes import (
     Ring,
     Shape,
     check_distance,
-    check_latlng,
 )
+from hexpsi.protocol.geo.sources import Source, kinds_of
+from hexpsi.protocol.geo.timing import (
+    TEMPORAL_GEOMETRY,
+    TIME_BUFFER,
+    TIMES,
+    TimeKind,
+    TimeRules,
+    check_member_names,
+    check_time_members,
+    fixed_interval,
+    given_members,
+    read_time_buffer,
+    read_times,
+    route_legs,
+    widen,
+)
+from hexpsi.protocol.spacetime.interval import Interval
+
+__all__ = [
+    "GEOMETRY_TYPES",
+    "check_crs",
+    "features_from_geojson",
+    "parse_json",
+    "read_features",
+    "read_source",
+    "ring_from_geojson",
+    "show_json",
+]
 
 GEOMETRY_TYPES = (
     "Point",
@@ -84,16 +111,6 @@ MAX_COLLECTION_DEPTH = 16
 """GeometryCollections may nest (RFC 7946 discourages it); deeper than this is refused."""
 
 JSON_SUFFIXES = (".geojson", ".json")
-WGS84_CRS = re.compile(
-    r"(urn:ogc:def:crs:ogc:[0-9.]*:crs84|ogc:crs84|crs84"
-    r"|urn:ogc:def:crs:epsg:[0-9.]*:4326|epsg:4326"
-    r"|https?://www\.opengis\.net/def/crs/(ogc/[0-9.]+/crs84|epsg/[0-9.]+/4326))"
-)
-"""``crs`` names (case-folded) meaning longitude/latitude on WGS84; GeoJSON order either way."""
-EXPORT_HINT = (
-    "export the layer as EPSG:4326 (WGS 84) GeoJSON; in QGIS: Export, Save Features As, "
-    "CRS EPSG:4326"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +126,6 @@ class _Distances:
     no_radius: str
 
 
-def show_json(value: object, limit: int = 60) -> str:
-    """A short JSON rendering of a bad value for an error message."""
-    try:
-        text = json.dumps(value, allow_nan=True)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _lnglat(point: LatLng) -> str:
     return f"[{point[1]}, {point[0]}]"
 
@@ -125,37 +133,9 @@ def _lnglat(point: LatLng) -> str:
 # --- GeoJSON geometry ----------------------------------------------------------
 
 
-def _number(value: object, name: str, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{name} must be a number, got {show_json(value)}", where=path)
-    if not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value}", where=path)
-    return float(value)
-
-
-def _position(value: object, path: str) -> LatLng:
-    if not isinstance(value, list) or len(value) < 2:
-        raise InputError(
-            f"a position must be an array [longitude, latitude], got {show_json(value)}", where=path
-        )
-    lng = _number(value[0], "longitude", path)
-    lat = _number(value[1], "latitude", path)
-    return check_latlng((lat, lng), where=path)
-
-
-def _positions(value: object, path: str, *, minimum: int, what: str) -> list[LatLng]:
-    if not isinstance(value, list):
-        raise InputError(
-            f"{what} must be an array of positions, got {show_json(value)}", where=path
-        )
-    if len(value) < minimum:
-        raise InputError(f"{what} needs at least {minimum} positions, got {len(value)}", where=path)
-    return [_position(item, f"{path}[{i}]") for i, item in enumerate(value)]
-
-
 def ring_from_geojson(value: object, path: str) -> Ring:
     """A closed GeoJSON linear ring as (lat, lng) corners, without the closing repeat."""
-    points = _positions(
+    points = json_positions(
         value, path, minimum=4, what="a polygon ring (3 corners plus the first repeated)"
     )
     if points[0] != points[-1]:
@@ -171,14 +151,14 @@ def ring_from_geojson(value: object, path: str) -> Ring:
 
 
 def _point(coords: object, where: str, distances: _Distances) -> Shape:
-    center = _position(coords, where)
+    center = json_position(coords, where)
     if distances.radius_m is None:
         raise missing_radius(distances.no_radius)
     return Circle(center=center, radius_m=distances.radius_m)
 
 
 def _line(coords: object, where: str, distances: _Distances) -> Shape:
-    points = _positions(coords, where, minimum=2, what="a line")
+    points = json_positions(coords, where, minimum=2, what="a line")
     return Path(points=tuple(points), buffer_m=distances.buffer_m)
 
 
@@ -294,9 +274,22 @@ def _distance_member(
     return check_distance(value, f"properties.{name}", where=where)
 
 
+def _property(name: str) -> str:
+    return f"properties.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One feature as read: whether the file gave its id, and how it gave its time."""
+
+    feature: Feature
+    given: bool
+    kind: TimeKind
+
+
 def _feature(
-    value: object, index: int, default_m: float | None, fields: FieldNames
-) -> tuple[Feature, bool]:
+    value: object, index: int, default_m: float | None, fields: FieldNames, timing: TimeRules
+) -> _Read:
     if not isinstance(value, dict) or value.get("type") != "Feature":
         found = value.get("type") if isinstance(value, dict) else value
         raise InputError(
@@ -314,70 +307,103 @@ def _feature(
     feature_id, given = _feature_id(value, properties, index, fields)
     where = _describe(feature_id, given, index)
     check_crs(value, where=where)
+    check_trs(value, where=where)
     check_stray_distances(
         (name for name, v in properties.items() if v is not None and v != ""),
         fields,
         what="properties.{}",
         where=where,
     )
+    check_member_names(properties, ignore=fields.ignore, member=_property, where=where)
+    moving = value.get(TEMPORAL_GEOMETRY) is not None
+    time_given = given_members(properties) | ({TEMPORAL_GEOMETRY} if moving else set())
+    check_time_members(time_given, timing, member=_property, where=where)
     buffer_m = _distance_member(properties, fields.buffer, default_m, where)
     distances = _Distances(
         radius_m=_distance_member(properties, fields.radius, default_m, where),
         buffer_m=0.0 if buffer_m is None else buffer_m,
         no_radius=f"properties.{fields.radius} is not set",
     )
-    if value.get("geometry") is None:
+    if not moving and value.get("geometry") is None:
         raise InputError(
             "has no geometry; every feature needs a location to protect or strike", where=where
         )
     try:
-        shapes = _geometry(value["geometry"], "geometry", distances)
+        if moving:
+            movement = temporal_geometry_to_movement(
+                value[TEMPORAL_GEOMETRY],
+                TEMPORAL_GEOMETRY,
+                radius_m=distances.radius_m,
+                no_radius=distances.no_radius,
+            )
+        else:
+            shapes = tuple(_geometry(value["geometry"], "geometry", distances))
     except InputError as exc:
         raise InputError(exc.message, where=where, hint=exc.hint) from exc
-    return Feature(id=feature_id, shapes=tuple(shapes)), given
+    when: tuple[Interval, ...] | None
+    if moving:
+        shapes, when, kind = movement.shapes, movement.when, TimeKind.MOVING_POINT
+    elif TIMES in time_given:
+        shapes, when = _route(value["geometry"], shapes, properties[TIMES], where)
+        kind = TimeKind.ROUTE
+    else:
+        interval = fixed_interval(properties, timing, member=_property, where=where)
+        when = None if interval is None else (interval,) * len(shapes)
+        kind = TimeKind.STANDING if interval is None else TimeKind.TIMED
+    own = read_time_buffer(properties.get(TIME_BUFFER), member=_property(TIME_BUFFER), where=where)
+    when = widen(when, timing.buffer_s if own is None else own)
+    return _Read(Feature(id=feature_id, shapes=shapes, when=when), given, kind)
 
 
-def check_crs(value: dict[str, object], *, where: str = "") -> None:
-    """Refuse a ``crs`` member that names anything but WGS84 longitude/latitude."""
-    crs = value.get("crs")
-    if crs is None:
-        return
-    name = None
-    if isinstance(crs, dict) and crs.get("type") == "name":
-        members = crs.get("properties")
-        if isinstance(members, dict) and isinstance(members.get("name"), str):
-            name = members["name"]
-    if name is None:
+def _route(
+    geometry: object, shapes: tuple[Shape, ...], times: object, where: str
+) -> tuple[tuple[Shape, ...], tuple[Interval, ...]]:
+    """A LineString with ``properties.times``: one leg per pair of vertices, each timed."""
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    if kind != "LineString" or len(shapes) != 1 or not isinstance(shapes[0], Path):
         raise InputError(
-            f"the crs member {show_json(crs)} does not name a coordinate reference system "
-            "hexpsi can read",
+            f"properties.times is given on a {kind}; only a LineString route can carry times "
+            "(one per vertex)",
             where=where,
-            hint=EXPORT_HINT,
+            hint="give each route its own LineString feature, or time the feature with "
+            "valid_from/valid_until",
         )
-    if not WGS84_CRS.fullmatch(name.strip().casefold()):
-        raise InputError(
-            f"coordinates are in {name}, not longitude and latitude (WGS84); hexpsi does not "
-            "reproject",
-            where=where,
-            hint=EXPORT_HINT,
-        )
+    route = shapes[0]
+    moments = read_times(times, len(route.points), member=_property(TIMES), where=where)
+    return route_legs(route.points, moments, route.buffer_m)
 
 
 def features_from_geojson(
-    obj: object, *, default_radius_m: float | None, fields: FieldNames | None = None
+    obj: object,
+    *,
+    default_radius_m: float | None,
+    fields: FieldNames | None = None,
+    timing: TimeRules | None = None,
 ) -> list[Feature]:
     """The features of a parsed GeoJSON FeatureCollection, Feature or bare geometry.
 
     ``default_radius_m`` is the radius or buffer of shapes that give none; ``None``
     refuses points without a radius (lines and polygons are then not buffered).
+    ``timing`` says which time members the file may carry (default: either kind).
     """
+    return [read.feature for read in _read_geojson(obj, default_radius_m, fields, timing)]
+
+
+def _read_geojson(
+    obj: object,
+    default_radius_m: float | None,
+    fields: FieldNames | None,
+    timing: TimeRules | None,
+) -> list[_Read]:
     fields = fields or FieldNames()
+    timing = timing or TimeRules()
     default_m = (
         None if default_radius_m is None else check_distance(default_radius_m, "the default radius")
     )
     if not isinstance(obj, dict):
         raise InputError(f"GeoJSON must be an object with a 'type' member, got {show_json(obj)}")
     check_crs(obj)
+    check_trs(obj)
     kind = obj.get("type")
     if kind == "FeatureCollection":
         members = obj.get("features")
@@ -385,26 +411,32 @@ def features_from_geojson(
             raise InputError(f"'features' must be an array, got {show_json(members)}")
         if not members:
             raise InputError("the FeatureCollection has no features")
-        parsed = [_feature(member, i, default_m, fields) for i, member in enumerate(members)]
+        parsed = [
+            _feature(member, i, default_m, fields, timing) for i, member in enumerate(members)
+        ]
     elif kind == "Feature":
-        parsed = [_feature(obj, 0, default_m, fields)]
+        parsed = [_feature(obj, 0, default_m, fields, timing)]
     elif kind in GEOMETRY_TYPES:
         distances = _Distances(
             radius_m=default_m,
             buffer_m=default_m or 0.0,
             no_radius="a bare geometry has no properties",
         )
-        return [Feature(id=0, shapes=tuple(_geometry(obj, "geometry", distances)))]
+        shapes = tuple(_geometry(obj, "geometry", distances))
+        window = fixed_interval({}, timing, member=_property, where="")
+        when = None if window is None else widen((window,) * len(shapes), timing.buffer_s)
+        kind_read = TimeKind.STANDING if when is None else TimeKind.TIMED
+        return [_Read(Feature(id=0, shapes=shapes, when=when), False, kind_read)]
     else:
         raise InputError(
             f"type {show_json(kind)} is not GeoJSON (expected FeatureCollection, Feature or a "
             "geometry type)"
         )
     check_unique_ids(
-        (feature, given, _describe(feature.id, given, i))
-        for i, (feature, given) in enumerate(parsed)
+        (read.feature, read.given, _describe(read.feature.id, read.given, i))
+        for i, read in enumerate(parsed)
     )
-    return [feature for feature, _ in parsed]
+    return parsed
 
 
 # --- detection -----------------------------------------------------------------
@@ -416,8 +448,24 @@ def read_features(
     source: str,
     default_radius_m: float | None,
     fields: FieldNames | None = None,
+    timing: TimeRules | None = None,
 ) -> list[Feature]:
-    """Features from a file's bytes, GeoJSON or CSV.
+    """Features from a file's bytes, GeoJSON or CSV (see :func:`read_source`)."""
+    found = read_source(
+        data, source=source, default_radius_m=default_radius_m, fields=fields, timing=timing
+    )
+    return list(found.features)
+
+
+def read_source(
+    data: bytes,
+    *,
+    source: str,
+    default_radius_m: float | None,
+    fields: FieldNames | None = None,
+    timing: TimeRules | None = None,
+) -> Source:
+    """A file's features, and how each gave its time, from its bytes: GeoJSON or CSV.
 
     The content decides: text starting with ``{`` or ``[`` is JSON. A name ending
     in ``.geojson``/``.json`` also means JSON, so a broken GeoJSON file gets a
@@ -436,10 +484,13 @@ def read_features(
         if not head:
             raise InputError("is empty; expected GeoJSON or CSV")
         if head[0] in "{[" or source.lower().endswith(JSON_SUFFIXES):
-            return features_from_geojson(
-                parse_json(text), default_radius_m=default_radius_m, fields=fields
-            )
-        return features_from_csv(text, default_radius_m=default_radius_m, fields=fields)
+            parsed = _read_geojson(parse_json(text), default_radius_m, fields, timing)
+            features = tuple(read.feature for read in parsed)
+            return Source(source, features, tuple(read.kind for read in parsed))
+        rows = features_from_csv(
+            text, default_radius_m=default_radius_m, fields=fields, timing=timing
+        )
+        return Source(source, tuple(rows), tuple(kinds_of(rows)))
     except InputError as exc:
         raise InputError(exc.message, where=source, hint=exc.hint) from exc
 

@@ -24,6 +24,12 @@ Written for the files spreadsheets and GIS tools really write:
   is two metres: a point is always the decimal point.)
 - Blank rows (Excel's ``;;;`` included) are skipped; every other row must have
   as many fields as the header.
+- Time comes from the columns ``valid_from`` and ``valid_until`` (a timed
+  position), or ``not_before`` and ``not_after`` (a strike window), RFC 3339
+  with a zone, and ``time_buffer_s`` (seconds), by header name in any case.
+  A row whose two cells are both empty is standing; one without the other is
+  refused. A point has no route, so a filled ``times`` cell is refused. A
+  column ``--ignore-field`` names is not read as a time.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
@@ -42,6 +49,18 @@ from hexpsi.protocol.geo.fields import (
     missing_radius,
 )
 from hexpsi.protocol.geo.shapes import Circle, Feature, FeatureId, check_distance, check_latlng
+from hexpsi.protocol.geo.timing import (
+    TIME_BUFFER,
+    TIME_MEMBERS,
+    TIMES,
+    TimeRules,
+    check_buffer_seconds,
+    check_time_members,
+    fixed_interval,
+    given_members,
+    widen,
+)
+from hexpsi.protocol.spacetime.interval import Interval
 
 LAT_COLUMNS = ("lat", "latitude", "y")
 LNG_COLUMNS = ("lng", "lon", "long", "longitude", "x")
@@ -65,6 +84,12 @@ class _Columns:
     ids: tuple[int, ...]
     distances: tuple[int, ...]
     """Columns that look like distances but are not read: refused once filled."""
+    times: Mapping[str, int]
+    """The time columns there are, by the member they hold (``valid_from``: 3)."""
+
+    def member(self, name: str) -> str:
+        """How a message names the column of time member ``name``."""
+        return f"column {self.names[self.times[name]] if name in self.times else name!r}"
 
 
 def _header(row: list[str], fields: FieldNames) -> _Columns | None:
@@ -93,7 +118,11 @@ def _header(row: list[str], fields: FieldNames) -> _Columns | None:
         for i, name in enumerate(names)
         if i not in (lat, lng) and looks_like_distance(name) and folded[i] not in read
     )
-    return _Columns(names, lat, lng, radius, ids, distances)
+    ignored = {name.casefold() for name in fields.ignore}
+    times = {
+        name: folded.index(name) for name in TIME_MEMBERS if name in folded and name not in ignored
+    }
+    return _Columns(names, lat, lng, radius, ids, distances, times)
 
 
 def _sniff(line: str, fields: FieldNames, named: str | None) -> tuple[str, _Columns]:
@@ -136,6 +165,7 @@ class _Table:
     fields: FieldNames
     default_m: float | None
     decimal_comma: bool
+    timing: TimeRules
 
     def feature(self, row: list[str], index: int, where: str) -> tuple[Feature, bool]:
         """The point one data row describes, and whether the row gave its id."""
@@ -161,7 +191,31 @@ class _Table:
         )
         circle = Circle(center, self._radius(row, where))
         given = any(row[i].strip() for i in c.ids)
-        return Feature(id=self._id(row, index), shapes=(circle,)), given
+        return Feature(
+            id=self._id(row, index), shapes=(circle,), when=self._when(row, where)
+        ), given
+
+    def _when(self, row: list[str], where: str) -> tuple[Interval, ...] | None:
+        """The row's interval (a timed position or a strike window), widened by its buffer."""
+        c = self.columns
+        values = {name: row[i] for name, i in c.times.items()}
+        given = given_members(values)
+        check_time_members(given, self.timing, member=c.member, where=where)
+        if TIMES in given:
+            raise InputError(
+                f"{c.member(TIMES)} is filled, but a CSV row is a point; only a LineString "
+                "route can carry times",
+                where=where,
+                hint="give the route as a GeoJSON LineString with properties.times",
+            )
+        interval = fixed_interval(values, self.timing, member=c.member, where=where)
+        buffer_s = self.timing.buffer_s
+        if TIME_BUFFER in given:
+            name = c.member(TIME_BUFFER)
+            buffer_s = check_buffer_seconds(
+                self._number(values[TIME_BUFFER], name, where), name, where
+            )
+        return widen(None if interval is None else (interval,), buffer_s)
 
     def _number(self, cell: str, column: str, where: str) -> float:
         return _number(cell, column, where, decimal_comma=self.decimal_comma)
@@ -186,13 +240,19 @@ class _Table:
 
 
 def features_from_csv(
-    text: str, *, default_radius_m: float | None, fields: FieldNames | None = None
+    text: str,
+    *,
+    default_radius_m: float | None,
+    fields: FieldNames | None = None,
+    timing: TimeRules | None = None,
 ) -> list[Feature]:
     """One ``Circle`` feature per data row of a CSV (see the module docstring).
 
     ``default_radius_m`` is the radius of rows that give none; ``None`` refuses them.
+    ``timing`` says which time columns the file may fill (default: either kind).
     """
     fields = fields or FieldNames()
+    timing = timing or TimeRules()
     default_m = (
         None if default_radius_m is None else check_distance(default_radius_m, "the default radius")
     )
@@ -210,7 +270,7 @@ def features_from_csv(
         raise InputError(exc.message, where=f"line {start + 1}", hint=exc.hint) from None
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", where=f"line {start + 1}") from None
-    table = _Table(columns, fields, default_m, decimal_comma=delimiter != ",")
+    table = _Table(columns, fields, default_m, decimal_comma=delimiter != ",", timing=timing)
     reader = csv.reader(lines[start + 1 :], strict=True, delimiter=delimiter)
     parsed: list[tuple[Feature, bool, str]] = []
     try:

@@ -7,25 +7,49 @@ within a file) gets its file's name as a prefix in every file that uses it:
 ``usa.geojson:3`` and ``can.geojson:3``. The prefix is the file's base name,
 or the name as given when two files share a base name (``a/x.csv``,
 ``b/x.csv``). A prefixed id that still meets another (a file whose own id is
-literally ``usa.geojson:3``) is refused rather than renamed again.
+literally ``usa.geojson:3``) is refused rather than renamed again. A renamed
+feature keeps its shapes and its times; how each feature gave its time
+(``TimeKind``) stays in step with the features, for the line saying what was
+read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.shapes import Feature
+from hexpsi.protocol.geo.timing import TimeKind
+
+
+def kinds_of(features: Iterable[Feature]) -> list[TimeKind]:
+    """How features gave their time when nothing more is known: timed or standing."""
+    return [TimeKind.TIMED if f.timed else TimeKind.STANDING for f in features]
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One input's features and the name it was given by (a path, or ``<stdin>``)."""
+    """One input's features and the name it was given by (a path, or ``<stdin>``).
+
+    ``kinds`` says how each feature gave its time (routes and moving points are
+    told apart from other timed features); empty, it is taken from the features.
+    """
 
     name: str
     features: tuple[Feature, ...]
+    kinds: tuple[TimeKind, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kinds and len(self.kinds) != len(self.features):
+            raise InputError(
+                f"{self.name}: {len(self.features)} features but {len(self.kinds)} time kinds"
+            )
+
+    def time_kinds(self) -> tuple[TimeKind, ...]:
+        return self.kinds or tuple(kinds_of(self.features))
 
 
 def base_name(name: str) -> str:
@@ -52,7 +76,7 @@ def merge_sources(sources: Sequence[Source]) -> list[Feature]:
         for feature in source.features:
             kept = feature
             if uses[str(feature.id)] > 1:
-                kept = Feature(id=f"{label}:{feature.id}", shapes=feature.shapes)
+                kept = dataclasses.replace(feature, id=f"{label}:{feature.id}")
             key = str(kept.id)
             if key in named:
                 raise InputError(
@@ -62,3 +86,8 @@ def merge_sources(sources: Sequence[Source]) -> list[Feature]:
             named[key] = source.name
             merged.append(kept)
     return merged
+
+
+def merge_kinds(sources: Sequence[Source]) -> list[TimeKind]:
+    """Every source's time kinds, in the order ``merge_sources`` lists their features."""
+    return [kind for source in sources for kind in source.time_kinds()]

@@ -8,9 +8,12 @@ writes each feature's id and its shapes as GeoJSON geometries (positions
 ``[longitude, latitude]``, polygon rings closed) with every shape's
 ``radius_m`` or ``buffer_m`` written out, so no default has to be guessed
 later; ``default_radius_m`` records the default that was applied when the
-shapes were read. ``window`` is kept for a time window and is ``null`` until
-hexpsi has one; a zone that names a window is refused rather than read as one
-without it.
+shapes were read. A timed feature (a strike window) also carries ``when``: one
+``[start, end]`` pair of Unix seconds per shape, as JSON numbers, which read
+back to the very same floats; a standing feature has no ``when`` member, so a
+zone without time writes exactly what it always did. The zone-level
+``window`` is ``null`` and a zone that names one is refused rather than read
+as one without it.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from hexpsi.protocol.geo.shapes import (
     check_distance,
 )
 from hexpsi.protocol.limits import DEFAULT_MAX_COVER_CELLS
+from hexpsi.protocol.spacetime.interval import Interval
 
 ZONE_KEYS = ("default_radius_m", "window", "features")
 FEATURE_KEYS = ("id", "shapes")
+TIMED_FEATURE_KEYS = ("id", "shapes", "when")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +63,7 @@ class StrikeZone:
         return {
             "default_radius_m": self.default_radius_m,
             "window": None,
-            "features": [
-                {"id": feature.id, "shapes": [shape_to_json(s) for s in feature.shapes]}
-                for feature in self.features
-            ],
+            "features": [feature_to_json(feature) for feature in self.features],
         }
 
     @classmethod
@@ -79,6 +81,17 @@ class StrikeZone:
             features=tuple(_feature(f, f"zone.features[{i}]") for i, f in enumerate(features)),
             default_radius_m=_distance(zone["default_radius_m"], "zone.default_radius_m"),
         )
+
+
+def feature_to_json(feature: Feature) -> dict[str, Any]:
+    """A feature's id and shapes, and its ``when`` only if it is timed."""
+    written: dict[str, Any] = {
+        "id": feature.id,
+        "shapes": [shape_to_json(s) for s in feature.shapes],
+    }
+    if feature.when is not None:
+        written["when"] = [[float(i.start), float(i.end)] for i in feature.when]
+    return written
 
 
 def shape_to_json(shape: Shape) -> dict[str, Any]:
@@ -119,14 +132,34 @@ def _members(obj: object, keys: Sequence[str], where: str) -> Mapping[str, objec
 
 
 def _feature(obj: object, where: str) -> Feature:
-    feature = _members(obj, FEATURE_KEYS, where)
+    timed = isinstance(obj, dict) and "when" in obj
+    feature = _members(obj, TIMED_FEATURE_KEYS if timed else FEATURE_KEYS, where)
     shapes = feature["shapes"]
     if not isinstance(shapes, list) or not shapes:
         raise InputError("must be a non-empty array", where=f"{where}.shapes")
     return Feature(
         id=_feature_id(feature["id"], f"{where}.id"),
         shapes=tuple(_shape_at(s, f"{where}.shapes[{i}]") for i, s in enumerate(shapes)),
+        when=_when(feature["when"], len(shapes), f"{where}.when") if timed else None,
     )
+
+
+def _when(value: object, shapes: int, where: str) -> tuple[Interval, ...]:
+    """One ``[start, end]`` pair of Unix seconds per shape, in order."""
+    if not isinstance(value, list) or len(value) != shapes:
+        raise InputError(
+            f"must be an array of {shapes} [start, end] pairs, one per shape", where=where
+        )
+    intervals = []
+    for i, pair in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise InputError("must be a [start, end] pair of Unix seconds", where=at)
+        start, end = _number(pair[0], f"{at}[0]"), _number(pair[1], f"{at}[1]")
+        if end < start:
+            raise InputError("ends before it starts", where=at)
+        intervals.append(Interval(start, end))
+    return tuple(intervals)
 
 
 def _feature_id(value: object, where: str) -> FeatureId:

@@ -16,6 +16,7 @@ import argparse
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
+    from hexpsi.protocol.geo.timing import Role
     from hexpsi.server.inputs import InputOptions
 
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -64,11 +65,30 @@ def add_input_options(parser: argparse.ArgumentParser, *, radius_required: bool 
         metavar="NAME",
         help="an attribute that looks like a distance but is not one (repeatable)",
     )
+    parser.add_argument(
+        "--time-buffer",
+        metavar="DURATION",
+        help="widen every interval of a timed feature that gives no time_buffer_s by this "
+        "much on each side: seconds (600) or an ISO 8601 duration (PT10M)",
+    )
 
 
-def input_options(args: argparse.Namespace) -> InputOptions:
-    """The options ``add_input_options`` registered, as ``server.inputs`` takes them."""
+def add_window_option(parser: argparse.ArgumentParser) -> None:
+    """A strike's window for features that give no not_before/not_after (``hexpsi check``)."""
+    parser.add_argument(
+        "--window",
+        metavar="INTERVAL",
+        help="the strike's window, for features without properties.not_before/not_after: "
+        "an ISO 8601 interval START/END, START/DURATION or DURATION/END, e.g. "
+        "2026-12-05T06:00:00Z/PT2H (default: none, the whole epoch)",
+    )
+
+
+def input_options(args: argparse.Namespace, *, role: Role) -> InputOptions:
+    """The options ``add_input_options`` (and ``add_window_option``) registered, as
+    ``server.inputs`` takes them, for files read as ``role``."""
     from hexpsi.protocol.geo.fields import FieldNames
+    from hexpsi.protocol.spacetime.iso8601 import parse_interval, parse_seconds
     from hexpsi.server.inputs import InputOptions
 
     fields = FieldNames(
@@ -77,4 +97,15 @@ def input_options(args: argparse.Namespace) -> InputOptions:
         id=args.id_field,
         ignore=frozenset(args.ignore_field),
     )
-    return InputOptions(default_radius_m=args.radius_m, fields=fields)
+    buffer_s = (
+        None if args.time_buffer is None else parse_seconds(args.time_buffer, what="--time-buffer")
+    )
+    window_text = getattr(args, "window", None)
+    window = None if window_text is None else parse_interval(window_text, what="--window")
+    return InputOptions(
+        default_radius_m=args.radius_m,
+        fields=fields,
+        role=role,
+        time_buffer_s=buffer_s,
+        window=window,
+    )

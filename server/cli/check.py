@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from hexpsi.server.cli import add_input_options, input_options
+from hexpsi.server.cli import add_input_options, add_window_option, input_options
 from hexpsi.server.streams import write_output
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ def register(subparsers: Subparsers) -> None:
         "--all-peers", action="store_true", help="check against every pinned peer, at once"
     )
     add_input_options(parser)
+    add_window_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--geojson",
@@ -256,6 +257,7 @@ def _explain(error: Exception) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from hexpsi.protocol.geo.timing import Role
     from hexpsi.protocol.geo.zone import StrikeZone
     from hexpsi.server.clients.check import CheckReport
     from hexpsi.server.inputs import announce_read, read_node_inputs
@@ -264,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     node = Node(args.directory)
     peers = chosen_peers(node, args)
     _check_html_options(args)
-    strike = read_node_inputs(node, args.strike, input_options(args))
+    strike = read_node_inputs(node, args.strike, input_options(args, role=Role.STRIKES))
     # Covered at each peer's resolution, from its signed descriptor, not this node's own;
     # the zone itself goes into the evidence bundle.
     zone = StrikeZone(strike.features, args.radius_m)

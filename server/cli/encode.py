@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from hexpsi.protocol.errors import InputError
     from hexpsi.protocol.geo.estimate import check_cover_size
     from hexpsi.protocol.geo.resolution import check_resolution
+    from hexpsi.protocol.geo.timing import Role
     from hexpsi.server.cli.report_page import check_tiles_template
     from hexpsi.server.inputs import announce_read, read_inputs
     from hexpsi.server.streams import STDIO, write_output
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             "--html - and the cell listing would both go to stdout",
             hint="send the listing elsewhere with -o FILE",
         )
-    inputs = read_inputs(args.input, input_options(args))
+    inputs = read_inputs(args.input, input_options(args, role=Role.ENCODE))
     features = inputs.features
     check_cover_size(features, resolution, args.max_cells)
     encoding = encode_features(features, resolution)

@@ -49,6 +49,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hexpsi.protocol.geo.timing import Role
     from hexpsi.protocol.times import moment_from_now, parse_moment, rfc3339
     from hexpsi.server.inputs import announce_read, cover_features, read_node_inputs
     from hexpsi.server.node.directory import Node
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         for text, flag in ((args.valid_from, "--valid-from"), (args.valid_until, "--valid-until"))
     )
     node = Node(args.directory)
-    positions = read_node_inputs(node, args.positions, input_options(args))
+    positions = read_node_inputs(node, args.positions, input_options(args, role=Role.POSITIONS))
     cells = cover_features(positions.features, res=node.config.res)
     store = EpochStore(node)
     waiting = [t for t in store.schedule() if not t.begun(now)]
@@ -118,6 +119,7 @@ def _sources(
             "buffer_field": args.buffer_field,
             "id_field": args.id_field,
             "ignore_field": list(args.ignore_field),
+            "time_buffer": args.time_buffer,
         },
         "read_at": rfc3339(now),
     }

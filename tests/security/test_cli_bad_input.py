@@ -154,6 +154,7 @@ def _write_inputs(root: Path) -> None:
         "theatre-paris.json": json.dumps(
             {"type": "Polygon", "coordinates": [[[2, 48], [3, 48], [3, 49], [2, 49], [2, 48]]]}
         ).encode(),
+        **_timed_inputs(),
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
@@ -162,6 +163,45 @@ def _write_inputs(root: Path) -> None:
     seeds.mkdir()
     for name in SEED_FILES:
         (seeds / name).write_bytes(os.urandom(300))
+
+
+def _timed_inputs() -> dict[str, bytes]:
+    """Files whose times are wrong, each in one way."""
+    route = [[38.6, 33.5], [38.61, 33.5], [38.62, 33.51]]
+    six, seven = "2026-12-05T06:00:00Z", "2026-12-05T07:00:00Z"
+
+    def feature(geometry: object, **properties: object) -> bytes:
+        document = {"type": "Feature", "id": "f", "properties": properties, "geometry": geometry}
+        return json.dumps(document).encode()
+
+    line = {"type": "LineString", "coordinates": route}
+    point = {"type": "Point", "coordinates": route[0]}
+    cubic = {
+        "type": "Feature",
+        "id": "patrol",
+        "geometry": None,
+        "temporalGeometry": {
+            "type": "MovingPoint",
+            "coordinates": route,
+            "datetimes": [six, seven, "2026-12-05T08:00:00Z"],
+            "interpolation": "Cubic",
+        },
+    }
+    return {
+        "times-too-few.json": feature(line, times=[six, seven]),
+        "times-backwards.json": feature(line, times=[six, "2026-12-05T08:00:00Z", seven]),
+        "times-on-a-point.json": feature(point, times=[six]),
+        "time-without-zone.json": feature(
+            point, valid_from="2026-12-05T06:00:00", valid_until=seven
+        ),
+        "valid-from-alone.json": feature(point, valid_from=six),
+        "moving-cubic.json": json.dumps(cubic).encode(),
+        "strike-valid-from.json": feature(point, valid_from=six, valid_until=seven),
+        "position-not-before.json": feature(point, not_before=six, not_after=seven),
+        "bad-time-buffer.json": feature(
+            point, valid_from=six, valid_until=seven, time_buffer_s=-60
+        ),
+    }
 
 
 def _write_documents(root: Path, alpha: Node, bravo: Node) -> None:
@@ -482,6 +522,17 @@ def cases(w: World) -> dict[str, list[str]]:
         "encode radius field in km": ["encode", strike, "--radius-field", "radius_km"],
         "encode empty id field": ["encode", strike, "--id-field", ""],
         "encode without input": ["encode"],
+        "encode time buffer in words": ["encode", strike, "--time-buffer", "ten minutes"],
+        "encode time buffer in months": ["encode", strike, "--time-buffer", "P1M"],
+        "encode negative time buffer": ["encode", strike, "--time-buffer", "-5"],
+        "encode window": ["encode", strike, "--window", "PT2H/2026-12-05T08:00:00Z"],
+        "encode times shorter than the route": ["encode", w.path("times-too-few.json")],
+        "encode times out of order": ["encode", w.path("times-backwards.json")],
+        "encode times on a point": ["encode", w.path("times-on-a-point.json")],
+        "encode time without a zone": ["encode", w.path("time-without-zone.json")],
+        "encode valid_from alone": ["encode", w.path("valid-from-alone.json")],
+        "encode moving point with cubic interpolation": ["encode", w.path("moving-cubic.json")],
+        "encode negative time_buffer_s": ["encode", w.path("bad-time-buffer.json")],
         # init
         "init existing node": ["init", alpha, "--name", "alpha", "--listen", "127.0.0.1:7001"],
         "init bad name": init("n1", "--name", "Bad_Name"),
@@ -615,6 +666,12 @@ def cases(w: World) -> dict[str, list[str]]:
             *("positions", alpha, strike, "--radius-m", "0"),
             *("--valid-until", "2030-01-01T00:00:00"),
         ],
+        "positions with a strike window": [
+            *("positions", alpha, w.path("position-not-before.json"), "--radius-m", "0"),
+        ],
+        "positions times out of order": [
+            *("positions", alpha, w.path("times-backwards.json"), "--radius-m", "0"),
+        ],
         "positions valid-until in the past": [
             *("positions", alpha, strike, "--radius-m", "0"),
             *("--valid-until", "2001-01-01T00:00:00Z"),
@@ -649,6 +706,30 @@ def cases(w: World) -> dict[str, list[str]]:
         ],
         "check projected crs": ["check", bravo, w.path("projected.json"), "--peer", RESPONDER],
         "check a strike twice": ["check", bravo, strike, strike, "--peer", RESPONDER],
+        "check window in words": ["check", bravo, strike, "--peer", RESPONDER, "--window", "soon"],
+        "check window without a zone": [
+            *("check", bravo, strike, "--peer", RESPONDER),
+            *("--window", "2026-12-05T06:00:00/PT2H"),
+        ],
+        "check window out of order": [
+            *("check", bravo, strike, "--peer", RESPONDER),
+            *("--window", "2026-12-05T08:00:00Z/2026-12-05T06:00:00Z"),
+        ],
+        "check window in months": [
+            *("check", bravo, strike, "--peer", RESPONDER, "--window", "2026-12-05T06:00:00Z/P1M"),
+        ],
+        "check window of two durations": [
+            *("check", bravo, strike, "--peer", RESPONDER, "--window", "PT1H/PT2H"),
+        ],
+        "check time buffer in words": [
+            *("check", bravo, strike, "--peer", RESPONDER, "--time-buffer", "a while"),
+        ],
+        "check strike with valid_from": [
+            *("check", bravo, w.path("strike-valid-from.json"), "--peer", RESPONDER),
+        ],
+        "check moving point as a strike": [
+            *("check", bravo, w.path("moving-cubic.json"), "--peer", RESPONDER),
+        ],
         # mutual
         "mutual missing node": ["mutual", missing, "--peer", RESPONDER],
         "mutual unknown peer": ["mutual", alpha, "--peer", "zulu"],

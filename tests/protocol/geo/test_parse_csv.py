@@ -1,4 +1,5 @@
-"""CSV as spreadsheets write it: headers by name, sniffed delimiters, BOM, CRLF, decimal commas."""
+"""CSV as spreadsheets write it: headers by name, sniffed delimiters, BOM, CRLF, decimal commas,
+and time columns."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from hexpsi.protocol.geo.fields import FieldNames
 from hexpsi.protocol.geo.parse import read_features
 from hexpsi.protocol.geo.parse_csv import features_from_csv
 from hexpsi.protocol.geo.shapes import Circle
+from hexpsi.protocol.geo.timing import Role, TimeRules
+from hexpsi.protocol.spacetime.interval import Interval
 
 GIS = Path(__file__).resolve().parents[2] / "fixtures" / "gis"
 SITES = [Circle((33.506, 38.618), 3000.0), Circle((33.487, 38.672), 1500.0)]
@@ -133,3 +136,104 @@ def test_distance_columns_are_refused_once_filled_and_buffers_are_not_read() -> 
         "lat,lng,Dist\n1,2,9\n", default_radius_m=0, fields=FieldNames(radius="dist")
     )
     assert g.shapes == (Circle((1.0, 2.0), 9.0),)
+
+
+# --- time columns --------------------------------------------------------------------------
+
+SIX = 1_796_450_400.0  # 2026-12-05T06:00:00Z
+
+
+def test_valid_from_and_until_columns_time_a_row_and_empty_cells_leave_it_standing() -> None:
+    text = (
+        "id;lat;lng;Valid_From;VALID_UNTIL;time_buffer_s\r\n"
+        "a;33,5;38,6;2026-12-05T06:00:00Z;2026-12-05T08:00:00Z;\r\n"
+        "b;33,5;38,6;;;\r\n"
+        "c;33,5;38,6;2026-12-05T06:00:00Z;2026-12-05T06:00:00Z;90,5\r\n"
+    )
+    a, b, c = features_from_csv(text, default_radius_m=0)
+    assert a.when == (Interval(SIX, SIX + 7200),)
+    assert b.when is None
+    assert c.when == (Interval(SIX - 90.5, SIX + 90.5),)
+
+
+def test_not_before_and_not_after_columns_are_a_strike_window_else_the_command_window() -> None:
+    from hexpsi.protocol.geo.timing import Role, TimeRules
+
+    window = Interval(SIX, SIX + 60)
+    text = "lat,lng,not_before,not_after\n1,2,2026-12-05T07:00:00Z,2026-12-05T08:00:00Z\n3,4,,\n"
+    own, default = features_from_csv(
+        text, default_radius_m=0, timing=TimeRules(Role.STRIKES, window=window)
+    )
+    assert own.when == (Interval(SIX + 3600, SIX + 7200),)
+    assert default.when == (window,)
+
+
+@pytest.mark.parametrize(
+    ("text", "role", "says"),
+    [
+        (
+            "lat,lng,valid_from,valid_until\n1,2,2026-12-05T06:00:00Z,\n",
+            "positions",
+            "line 2: column 'valid_from' is given without column 'valid_until'; give both",
+        ),
+        (
+            "lat,lng,valid_from\n1,2,2026-12-05T06:00:00Z\n",
+            "positions",
+            "line 2: column 'valid_from' is given without column 'valid_until'; give both",
+        ),
+        (
+            "lat,lng,valid_from,valid_until\n1,2,2026-12-05T08:00:00Z,2026-12-05T06:00:00Z\n",
+            "positions",
+            "the times are out of order",
+        ),
+        (
+            "lat,lng,Valid_From,valid_until\n1,2,2026-12-05 06:00,2026-12-05T08:00:00Z\n",
+            "positions",
+            "line 2: column 'Valid_From' '2026-12-05 06:00' has no time zone",
+        ),
+        (
+            "lat,lng,not_before,not_after\n1,2,2026-12-05T06:00:00Z,2026-12-05T08:00:00Z\n",
+            "positions",
+            "line 2: column 'not_before' is a strike's window",
+        ),
+        (
+            "lat,lng,valid_from,valid_until\n1,2,2026-12-05T06:00:00Z,2026-12-05T08:00:00Z\n",
+            "strikes",
+            "line 2: column 'valid_from' says when a protected position holds",
+        ),
+        (
+            "lat,lng,times\n1,2,2026-12-05T06:00:00Z\n",
+            "positions",
+            "line 2: column 'times' is filled, but a CSV row is a point",
+        ),
+        (
+            "lat,lng,time_buffer_s\n1,2,-5\n",
+            "positions",
+            "line 2: column 'time_buffer_s' must be a finite number of seconds >= 0",
+        ),
+        (
+            "lat,lng,time_buffer_s\n1,2,ten\n",
+            "positions",
+            "line 2: column 'time_buffer_s' must be a number",
+        ),
+    ],
+)
+def test_bad_time_cells_name_the_line_and_column(text: str, role: str, says: str) -> None:
+    with pytest.raises(InputError) as caught:
+        features_from_csv(text, default_radius_m=0, timing=TimeRules(Role(role)))
+    assert says in caught.value.explain()
+
+
+def test_a_time_buffer_column_is_not_taken_for_a_distance() -> None:
+    [f] = features_from_csv("lat,lng,time_buffer_s\n1,2,60\n", default_radius_m=0)
+    assert f.when is None
+
+
+def test_a_time_column_set_aside_is_not_read() -> None:
+    text = "lat,lng,Times\n1,2,twice daily\n"
+    with pytest.raises(InputError, match="column 'Times' is filled"):
+        features_from_csv(text, default_radius_m=0)
+    [f] = features_from_csv(
+        text, default_radius_m=0, fields=FieldNames(ignore=frozenset({"Times"}))
+    )
+    assert f.when is None

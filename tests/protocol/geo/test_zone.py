@@ -1,8 +1,10 @@
-"""The strike zone's canonical JSON reads back to the very same shapes, and nothing else reads."""
+"""The strike zone's canonical JSON reads back to the very same shapes and times, and nothing
+else reads."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ from hexpsi.protocol.geo.cover import feature_to_cover
 from hexpsi.protocol.geo.parse import features_from_geojson
 from hexpsi.protocol.geo.shapes import Area, Circle, Path
 from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.spacetime.interval import Interval
 
 SQUARE = [[38.60, 33.52], [38.63, 33.52], [38.63, 33.49], [38.60, 33.49], [38.60, 33.52]]
 HOLE = [[38.61, 33.51], [38.62, 33.51], [38.62, 33.50], [38.61, 33.50], [38.61, 33.51]]
@@ -137,6 +140,17 @@ BAD: dict[str, Callable[[dict[str, Any]], object]] = {
     "a multipoint": lambda d: shape(d).update(type="MultiPoint"),
     "a shape that is a list": lambda d: d["features"][0].update(shapes=[[38.6, 33.5]]),
     "a negative default": lambda d: d.update(default_radius_m=-5),
+    "a null when": lambda d: d["features"][0].update(when=None),
+    "a when per feature, not per shape": lambda d: d["features"][0].update(when=[[0.0, 1.0]]),
+    "a when as text": lambda d: d["features"][1].update(when=["2026-12-05T06:00Z/PT2H"]),
+    "a when pair of three": lambda d: d["features"][1].update(when=[[0.0, 1.0, 2.0]]),
+    "a when ending before it starts": lambda d: d["features"][1].update(when=[[2.0, 1.0]]),
+    "a when of infinity": lambda d: d["features"][1].update(when=[[0.0, float("inf")]]),
+    "a when of booleans": lambda d: d["features"][1].update(when=[[False, True]]),
+    "a zone-level window with timed features": lambda d: (
+        d["features"][1].update(when=[[0.0, 1.0]]),
+        d.update(window=[0.0, 1.0]),
+    ),
 }
 
 
@@ -145,6 +159,47 @@ def test_anything_but_the_canonical_form_is_an_input_error_saying_where(case: st
     with pytest.raises(InputError) as caught:
         StrikeZone.from_json(edit(BAD[case]))
     assert "zone" in caught.value.message
+
+
+def timed_zone() -> StrikeZone:
+    """The zone with a window on the garrison (both points) and an instant on the road."""
+    garrison, road, area = read_zone().features
+    window = Interval(1_796_450_400.0, 1_796_457_600.123456)
+    return StrikeZone(
+        (
+            dataclasses.replace(garrison, when=(window, window)),
+            dataclasses.replace(road, when=(Interval(0.1, 0.1),)),
+            area,
+        ),
+        DEFAULT_RADIUS_M,
+    )
+
+
+def test_a_timed_zone_reads_back_to_the_same_floats() -> None:
+    zone = timed_zone()
+    written = zone.to_json()
+    garrison, road, area = written["features"]
+    assert garrison["when"] == [[1_796_450_400.0, 1_796_457_600.123456]] * 2
+    assert road["when"] == [[0.1, 0.1]]
+    assert "when" not in area
+    assert written["window"] is None
+    text = json.dumps(written)
+    again = StrikeZone.from_json(json.loads(text))
+    assert again == zone
+    assert [f.when for f in again.features] == [f.when for f in zone.features]
+    assert json.dumps(again.to_json()) == text
+
+
+def test_a_zone_without_time_writes_no_when_at_all() -> None:
+    for feature in read_zone().to_json()["features"]:
+        assert sorted(feature) == ["id", "shapes"]
+
+
+def test_integral_seconds_read_as_the_same_interval() -> None:
+    document = read_zone().to_json()
+    document["features"][1]["when"] = [[1_796_450_400, 1_796_450_460]]
+    road = StrikeZone.from_json(document).features[1]
+    assert road.when == (Interval(1_796_450_400.0, 1_796_450_460.0),)
 
 
 def test_a_zone_that_is_not_an_object_is_an_input_error() -> None:

@@ -385,7 +385,7 @@ def test_a_bug_is_not_swallowed(monkeypatch: pytest.MonkeyPatch, positions: Path
     def broken(*args: object, **kwargs: object) -> object:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("hexpsi.server.inputs.read_features", broken)
+    monkeypatch.setattr("hexpsi.server.inputs.read_source", broken)
     with pytest.raises(ZeroDivisionError):
         main(["encode", str(positions)])
 
