@@ -51,12 +51,29 @@ def targets(report: CheckReport) -> tuple[TargetVerdict, ...]:
     """The verdict of every target of the strike, in input order."""
     from hexpsi.protocol.check.targets import target_verdicts
 
+    d = report.descriptor.descriptor
+    horizon = d.time_tree.horizon if d.time_tree is not None else None
     return target_verdicts(
         None if report.zone is None else report.zone.features,
-        res=report.descriptor.descriptor.res,
+        res=d.res,
         strike_cells=report.strike_cells,
         conflicting_cells=report.result.conflicting_cells,
+        standing_cells=report.result.standing_cells,
+        timed_hits=report.result.timed_hits,
+        horizon=horizon,
     )
+
+
+def windows_json(target: TargetVerdict) -> list[dict[str, object]]:
+    """When the target conflicts: ``[{"start", "end", "cells"}]`` in time order."""
+    return [
+        {
+            "start": utc_time(interval.start),
+            "end": utc_time(interval.end),
+            "cells": sorted_cell_strs(cells),
+        }
+        for interval, cells in target.windows
+    ]
 
 
 def report_json(report: CheckReport) -> dict[str, object]:
@@ -73,6 +90,7 @@ def report_json(report: CheckReport) -> dict[str, object]:
         "strike_cells": len(report.strike_cells),
         "checks": len(report.receipts),
         "area_charged_km2": report.area_km2,
+        "volume_charged_km2h": report.volume_km2h,
         "receipt": report.receipt_id,
         "receipts": [receipt.receipt_id for receipt in report.receipts],
         "evidence": str(report.directory / "evidence.json"),
@@ -82,6 +100,7 @@ def report_json(report: CheckReport) -> dict[str, object]:
                 "conflict": target.conflict,
                 "cells": sorted_cell_strs(target.cells),
                 "conflicting_cells": sorted_cell_strs(target.conflicting_cells),
+                "windows": windows_json(target),
             }
             for target in targets(report)
         ],
@@ -104,6 +123,12 @@ def report_text(report: CheckReport) -> str:
             f"{t.id} ({len(t.conflicting_cells)} of {len(t.cells)} cells)" for t in hit
         )
         lines.append(f"  targets in conflict: {named}")
+        lines += [
+            f"    {t.id}: {len(cells)} cells from {utc_time(interval.start)} "
+            f"to {utc_time(interval.end)}"
+            for t in hit
+            for interval, cells in t.windows
+        ]
     if len(verdicts) > 1 or not hit:
         clear = [str(t.id) for t in verdicts if not t.conflict]
         lines.append(f"  clear: {', '.join(clear) if clear else 'none'}")
@@ -111,9 +136,13 @@ def report_text(report: CheckReport) -> str:
     checks = f" ({len(report.receipts)} checks)" if len(report.receipts) > 1 else ""
     lines.append(
         f"{epoch_text(report.descriptor)}; receipt {receipts}{checks}, "
-        f"area charged {report.area_km2:.2f} km²"
+        f"area charged {report.area_km2:.2f} km²{_volume(report.volume_km2h)}"
     )
     return "\n".join(lines) + "\n"
+
+
+def _volume(volume_km2h: float) -> str:
+    return f" and {volume_km2h:,.2f} km²·h" if volume_km2h else ""
 
 
 def report_html(report: CheckReport, *, tiles: str | None) -> str:
@@ -122,7 +151,14 @@ def report_html(report: CheckReport, *, tiles: str | None) -> str:
     from hexpsi.server.cli.report_page import check_to_page
 
     verdicts = targets(report) if report.zone is not None else ()
-    page = check_to_page(report, {t.id: (t.conflict, t.cells) for t in verdicts}, tiles=tiles)
+    times = [
+        (t.id, interval.start, interval.end, len(cells))
+        for t in targets(report)
+        for interval, cells in t.windows
+    ]
+    page = check_to_page(
+        report, {t.id: (t.conflict, t.cells) for t in verdicts}, tiles=tiles, times=times
+    )
     return page_to_html(page)
 
 
@@ -163,7 +199,9 @@ def reports_geojson(reports: Sequence[CheckReport], *, outline: bool) -> str:
     Each Feature carries ``peer``, ``epoch``, ``receipt``, ``feature_id`` and
     ``role``: ``conflict`` for conflicting cells, ``strike`` for the others (one
     hexagon per cell); with ``outline``, ``strike`` is the target's whole outline
-    and ``conflict`` the outline of its conflicting cells.
+    and ``conflict`` the outline of its conflicting cells. A conflicting cell's
+    Feature also carries ``times``, ``[[start, end], ...]`` (RFC 3339): when it
+    conflicts; the conflict outline carries the target's ``windows``.
     """
     features: list[dict[str, object]] = []
     for report in reports:
@@ -175,16 +213,22 @@ def reports_geojson(reports: Sequence[CheckReport], *, outline: bool) -> str:
         for target in targets(report):
             keyed = {**common, "feature_id": target.id}
             if outline:
-                layers = [("strike", target.cells), ("conflict", target.conflicting_cells)]
-                features.extend(
-                    feature(outline_geometry(cells), {**keyed, "role": role})
-                    for role, cells in layers
-                    if cells
-                )
+                if target.cells:
+                    strike = {**keyed, "role": "strike"}
+                    features.append(feature(outline_geometry(target.cells), strike))
+                if target.conflicting_cells:
+                    conflict = {**keyed, "role": "conflict", "windows": windows_json(target)}
+                    features.append(feature(outline_geometry(target.conflicting_cells), conflict))
                 continue
             for cell in sorted(target.cells):
-                role = "conflict" if cell in target.conflicting_cells else "strike"
-                properties = {**keyed, "role": role, "cell": cell_str(cell)}
+                properties: dict[str, object] = {**keyed, "role": "strike", "cell": cell_str(cell)}
+                if cell in target.conflicting_cells:
+                    properties["role"] = "conflict"
+                    properties["times"] = [
+                        [utc_time(interval.start), utc_time(interval.end)]
+                        for interval, cells in target.windows
+                        if cell in cells
+                    ]
                 features.append(feature(cell_geometry(cell), properties))
     collection = {"type": "FeatureCollection", "features": features}
     return json.dumps(collection, allow_nan=False) + "\n"

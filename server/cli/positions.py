@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hexpsi.server.cli import add_input_options, input_options
 
 if TYPE_CHECKING:
+    from hexpsi.protocol.spacetime.interval import Interval
     from hexpsi.server.cli import Subparsers
 
 
@@ -51,7 +52,13 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from hexpsi.protocol.geo.timing import Role
     from hexpsi.protocol.times import moment_from_now, parse_moment, rfc3339
-    from hexpsi.server.inputs import announce_read, cover_features, read_node_inputs
+    from hexpsi.server.inputs import (
+        announce_read,
+        cover_features,
+        cover_timed_features,
+        read_node_inputs,
+        split_timed,
+    )
     from hexpsi.server.node.directory import Node
     from hexpsi.server.node.epochs import EpochStore
     from hexpsi.server.node.renewal import publish
@@ -63,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     )
     node = Node(args.directory)
     positions = read_node_inputs(node, args.positions, input_options(args, role=Role.POSITIONS))
-    cells = cover_features(positions.features, res=node.config.res)
+    standing, timed = split_timed(positions.features)
+    cells = cover_features(standing, res=node.config.res)
+    timed_cells = cover_timed_features(timed, res=node.config.res) if timed else []
     store = EpochStore(node)
     waiting = [t for t in store.schedule() if not t.begun(now)]
     started = time.perf_counter()
@@ -76,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
             valid_from=valid_from,
             valid_until=valid_until,
             sources=_sources(args, positions.sources, positions.digests, now),
+            timed_cells=timed_cells,
         )
     d = epoch.descriptor.descriptor
-    announce_read(positions, cells)
+    announce_read(positions, cells | {cell for cell, _ in timed_cells})
     print(
-        f"epoch {d.sequence} ({d.epoch_id.hex()}): {len(cells)} protected cells at res {d.res}, "
+        f"epoch {d.sequence} ({d.epoch_id.hex()}): {_counted(cells, timed_cells)} at res {d.res}, "
         f"snapshot of {epoch.params.count} values ({d.snapshot_bytes} bytes) built in "
         f"{time.perf_counter() - started:.2f}s",
         file=sys.stderr,
@@ -90,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
         f"served from {begins} until {moment_from_now(d.valid_until, now)}",
         file=sys.stderr,
     )
+    outside = _outside(timed_cells, d.created_at, d.valid_until)
+    if outside:
+        print(
+            f"warning: {outside} timed cells lie wholly outside the epoch "
+            f"({rfc3339(d.created_at)} to {rfc3339(d.valid_until)}) and are not protected by "
+            "it: set them again (with --valid-from) when an epoch covers them",
+            file=sys.stderr,
+        )
     for replaced in waiting:
         print(
             f"warning: epoch {replaced.sequence}, scheduled for {rfc3339(replaced.created_at)}, "
@@ -98,6 +116,17 @@ def run(args: argparse.Namespace) -> int:
         )
     epoch.blocks.close()
     return 0
+
+
+def _counted(cells: set[int], timed_cells: Sequence[tuple[int, Interval]]) -> str:
+    if not timed_cells:
+        return f"{len(cells)} protected cells"
+    return f"{len(cells)} standing and {len(timed_cells)} timed protected cells"
+
+
+def _outside(timed_cells: Sequence[tuple[int, Interval]], start: float, end: float) -> int:
+    """How many timed cells miss the epoch's validity altogether."""
+    return sum(1 for _, interval in timed_cells if interval.end < start or interval.start > end)
 
 
 def _sources(

@@ -9,7 +9,7 @@ verdicts, label/value facts, and optionally the operator's tile server.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeAlias
@@ -146,6 +146,7 @@ def check_to_page(
     targets: Mapping[FeatureId, TargetResult],
     *,
     tiles: str | None = None,
+    times: Sequence[tuple[FeatureId, float, float, int]] = (),
 ) -> ReportPage:
     """The page for ``hexpsi check``: the strike cells, the conflicting ones marked.
 
@@ -208,6 +209,24 @@ def check_to_page(
             ("Checked at", utc_time(report.received_at)),
             ("Receipt", report.receipt_id),
             ("Area charged", f"{result.receipt.area_km2:.2f} km²"),
+            *(
+                (("Space-time charged", f"{report.volume_km2h:,.2f} km²·h"),)
+                if report.volume_km2h
+                else ()
+            ),
+            *(
+                (
+                    (
+                        "Conflicting times",
+                        "; ".join(
+                            f"{target} {utc_time(start)} to {utc_time(end)} ({cells:,} cells)"
+                            for target, start, end, cells in times
+                        ),
+                    ),
+                )
+                if times
+                else ()
+            ),
             ("Evidence", str(report.directory / "evidence.json")),
             *((("Base map", tiles),) if tiles else ()),
         ),
