@@ -117,6 +117,8 @@ EXPECTED_IDS = {
     "russia_protected.geojson": ["hmeimim-air-base", "tartus-naval-facility"],
     "strike_at_tanf.geojson": ["strike-at-tanf"],
     "strike_far.geojson": ["strike-far"],
+    "coalition_convoy.geojson": ["aid-convoy-route"],
+    "strike_convoy_road.geojson": ["strike-convoy-road"],
 }
 
 
@@ -177,6 +179,26 @@ def test_strikes_stay_clear_of_the_russian_positions(
 ) -> None:
     strike: Feature = request.getfixturevalue(strike_name)
     assert min(gap_km(strike, f) for f in russia.values()) > 100.0
+
+
+def test_the_road_strike_meets_the_convoy_route_and_nothing_standing(
+    coalition: dict[str | int, Feature], russia: dict[str | int, Feature]
+) -> None:
+    """Only time can clear the road strike: it lies on the convoy's route, and more than
+    25 km from every position either side protects all the time."""
+    strike = load("strike_convoy_road.geojson")["strike-convoy-road"]
+    route = load("coalition_convoy.geojson")["aid-convoy-route"]
+    assert gap_km(strike, route) < -0.5
+    standing = [*coalition.values(), *russia.values()]
+    assert min(gap_km(strike, f) for f in standing) > 25.0
+
+
+def test_the_convoy_schedule_has_one_time_per_vertex() -> None:
+    document = json.loads((SEEDS / "coalition_convoy.geojson").read_text())
+    (feature,) = document["features"]
+    hours = feature["properties"]["schedule_hours"]
+    assert len(hours) == len(feature["geometry"]["coordinates"])
+    assert hours == sorted(hours)
 
 
 def test_the_two_sides_protect_nothing_near_each_other(

@@ -91,4 +91,4 @@ def test_the_installed_demo_runs_from_any_directory(installed: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["as_expected"] is True
-    assert [check["conflict"] for check in report["checks"]] == [True, False]
+    assert [check["conflict"] for check in report["checks"]] == [True, False, False, True]

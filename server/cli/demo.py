@@ -20,8 +20,10 @@ def register(subparsers: Subparsers) -> None:
         description=(
             "Create two nodes (coalition, russia) in a temporary directory, pin them to each "
             "other, load the seeds/ positions, start both gRPC servers on loopback with mutual "
-            "TLS and check two planned strikes: one at At-Tanf (must conflict) and one more "
-            "than 300 km from every protected position (must be clear)."
+            "TLS and check planned strikes: one at At-Tanf (must conflict), one more than 300 "
+            "km from every protected position (must be clear), and one on the road a coalition "
+            "convoy drives 3 h to 5 h from now, in a later window (must be clear) and while it "
+            "passes (must conflict)."
         ),
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -35,7 +37,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def demo_json(run: DemoRun) -> dict[str, object]:
-    from hexpsi.server.cli.formats import sorted_cell_strs
+    from hexpsi.server.cli.formats import sorted_cell_strs, utc_time
 
     return {
         "as_expected": run.as_expected,
@@ -50,7 +52,11 @@ def demo_json(run: DemoRun) -> dict[str, object]:
                 "strike_cells": len(check.report.strike_cells),
                 "tokens_sent": check.report.result.tokens_sent,
                 "elements_sent": check.report.result.elements_sent,
-                "area_charged_km2": check.report.result.receipt.area_km2,
+                "area_charged_km2": check.report.area_km2,
+                "volume_charged_km2h": check.report.volume_km2h,
+                "window": None
+                if check.window is None
+                else {"start": utc_time(check.window.start), "end": utc_time(check.window.end)},
                 "receipt": check.report.receipt_id,
                 "evidence_verified": check.evidence_verified,
                 "seconds": check.seconds,
@@ -71,11 +77,19 @@ def demo_json(run: DemoRun) -> dict[str, object]:
     }
 
 
+def _clock(moment: float) -> str:
+    """``14:15``: a time of day in UTC, for the demo's one-day story."""
+    from hexpsi.protocol.times import rfc3339
+
+    return rfc3339(moment)[11:16]
+
+
 def demo_text(run: DemoRun) -> str:
     lines = ["hexpsi demo: the At-Tanf scenario, two peers on loopback with mutual TLS", ""]
     for name, facts in run.nodes.items():
+        timed = f" and {facts['timed_cells']} timed" if facts.get("timed_cells") else ""
         lines.append(
-            f"  {name:<10} protects {facts['protected_cells']} cells (res 9), "
+            f"  {name:<10} protects {facts['protected_cells']}{timed} cells (res 9), "
             f"snapshot padded to {facts['snapshot_values']} values, serving on {facts['address']}"
         )
     lines.append("")
@@ -84,15 +98,24 @@ def demo_text(run: DemoRun) -> str:
         verdict = "CONFLICT" if result.conflict else "CLEAR"
         ok = "as expected" if result.conflict == check.expected_conflict else "UNEXPECTED"
         lines.append(
-            f"  russia checks {check.name:<15} against coalition: {verdict:<8} ({ok}) "
+            f"  russia checks {check.name:<17} against coalition: {verdict:<8} ({ok}) "
             f"{len(result.conflicting_cells)}/{len(check.report.strike_cells)} strike cells "
             f"conflict, {result.tokens_sent} tokens in {result.elements_sent} padded elements, "
             f"{check.seconds:.2f}s"
         )
+        if check.window is not None:
+            when = "; ".join(
+                f"{_clock(hit.interval.start)}-{_clock(hit.interval.end)}"
+                for hit in result.timed_hits
+            )
+            lines.append(
+                f"      window {_clock(check.window.start)}-{_clock(check.window.end)} UTC"
+                + (f", conflicting {when}" if when else "")
+            )
         lines.append(
-            f"      receipt {check.report.receipt_id}, {result.receipt.area_km2:.1f} km² "
-            f"charged, evidence {'verified' if check.evidence_verified else 'FAILED'} "
-            "by a third party"
+            f"      receipt {check.report.receipt_id}, {check.report.area_km2:.1f} km² and "
+            f"{check.report.volume_km2h:,.0f} km²·h charged, evidence "
+            f"{'verified' if check.evidence_verified else 'FAILED'} by a third party"
         )
     if run.mutual is not None:
         shared = run.mutual.result

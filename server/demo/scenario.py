@@ -7,6 +7,10 @@ loopback ports, and the ``russia`` node checks two planned strikes against the
 ``coalition`` node. The At-Tanf strike must come back CONFLICT and the far one
 CLEAR; the evidence of each check is verified the way a third party would,
 as proof that the whole strike zone was checked.
+Then the time story: the coalition also protects a humanitarian convoy on
+the road north-west of At-Tanf, moving from 3 h to 5 h after the demo starts,
+and russia checks a strike on that road twice: outside the convoy's hours
+(CLEAR) and while it passes (CONFLICT, with when).
 Then the two sides ask "are our forces close anywhere?" with a mutual check
 (the seeds' positions share no cell), and both audit logs are verified.
 """
@@ -14,10 +18,11 @@ Then the two sides ask "are our forces close anywhere?" with a mutual check
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -26,10 +31,13 @@ from hexpsi.protocol.check.zone_evidence import ZoneEvidence, verify_zone_eviden
 from hexpsi.protocol.errors import InputError
 from hexpsi.protocol.geo.parse import read_features
 from hexpsi.protocol.geo.shapes import Feature
+from hexpsi.protocol.geo.timing import Role, TimeRules
 from hexpsi.protocol.geo.zone import StrikeZone
+from hexpsi.protocol.spacetime.interval import Interval
+from hexpsi.protocol.times import rfc3339
 from hexpsi.server.clients.check import CheckReport, run_check
 from hexpsi.server.clients.mutual import MutualReport, run_mutual
-from hexpsi.server.inputs import cover_features
+from hexpsi.server.inputs import cover_features, cover_timed_features
 from hexpsi.server.node.directory import Node, init_node
 from hexpsi.server.node.epochs import EpochStore
 from hexpsi.server.services.app import RunningServer, start_server
@@ -38,10 +46,16 @@ SEEDS_PACKAGE = "hexpsi"
 """The scenario travels inside the package as ``hexpsi/seeds`` (the repository's ``seeds/``)."""
 RESPONDER = ("coalition", "coalition_protected.geojson")
 PROPOSER = ("russia", "russia_protected.geojson")
-STRIKES = (
-    ("strike-at-tanf", "strike_at_tanf.geojson", True),
-    ("strike-far", "strike_far.geojson", False),
+CONVOY = "coalition_convoy.geojson"
+"""The coalition's moving position: its route, with ``schedule_hours`` (one per vertex,
+hours after the demo starts) that the demo turns into RFC 3339 ``times``."""
+STRIKES: tuple[tuple[str, str, bool, tuple[float, float] | None], ...] = (
+    ("strike-at-tanf", "strike_at_tanf.geojson", True, None),
+    ("strike-far", "strike_far.geojson", False, None),
+    ("convoy-road-later", "strike_convoy_road.geojson", False, (7.0, 9.0)),
+    ("convoy-road-now", "strike_convoy_road.geojson", True, (3.5, 4.5)),
 )
+"""Name, file, the expected answer, and the strike window in hours after the start."""
 
 
 @dataclass
@@ -51,6 +65,7 @@ class DemoCheck:
     report: CheckReport
     evidence_verified: bool
     seconds: float
+    window: Interval | None = None
 
 
 @dataclass
@@ -90,6 +105,21 @@ def _seed_features(seeds: Traversable, name: str) -> list[Feature]:
     return read_features(path.read_bytes(), source=name, default_radius_m=0.0)
 
 
+def _scheduled(seeds: Traversable, name: str, start: float) -> list[Feature]:
+    """A file whose features give ``schedule_hours`` (hours after ``start``, one per
+    vertex), read as the route with RFC 3339 ``times`` a real file would carry."""
+    document = json.loads(seeds.joinpath(name).read_bytes())
+    for feature in document["features"]:
+        hours = feature["properties"].pop("schedule_hours")
+        feature["properties"]["times"] = [rfc3339(start + h * 3600) for h in hours]
+    return read_features(
+        json.dumps(document).encode(),
+        source=name,
+        default_radius_m=0.0,
+        timing=TimeRules(Role.POSITIONS),
+    )
+
+
 def _make_nodes(root: Path, now: float) -> tuple[Node, Node]:
     nodes = []
     for name, _ in (RESPONDER, PROPOSER):
@@ -113,14 +143,20 @@ async def run_demo(
     started = time.perf_counter()
     coalition, russia = _make_nodes(directory, time.time())
     run.timings["setup_s"] = time.perf_counter() - started
+    start = time.time()
     for node, (_, positions) in ((coalition, RESPONDER), (russia, PROPOSER)):
         started = time.perf_counter()
         cells = cover_features(_seed_features(seeds, positions), res=node.config.res)
-        epoch = EpochStore(node).create(cells, now=time.time())
+        timed: list[tuple[int, Interval]] = []
+        if node is coalition:
+            moving = _scheduled(seeds, CONVOY, start)
+            timed = cover_timed_features(moving, res=node.config.res)
+        epoch = EpochStore(node).create(cells, now=start, timed_cells=timed)
         epoch.blocks.close()
         run.timings[f"epoch_{node.name}_s"] = time.perf_counter() - started
         run.nodes[node.name] = {
             "protected_cells": len(cells),
+            "timed_cells": len(timed),
             "snapshot_values": epoch.params.count,
             "address": node.config.listen,
         }
@@ -128,9 +164,14 @@ async def run_demo(
     try:
         for node in (coalition, russia):
             servers.append(await start_server(node, plaintext=plaintext))
-        for name, strike_file, expected in STRIKES:
+        for name, strike_file, expected, hours in STRIKES:
             started = time.perf_counter()
-            zone = StrikeZone(tuple(_seed_features(seeds, strike_file)))
+            window = None
+            features = _seed_features(seeds, strike_file)
+            if hours is not None:
+                window = Interval(start + hours[0] * 3600, start + hours[1] * 3600)
+                features = [replace(f, when=(window,) * len(f.shapes)) for f in features]
+            zone = StrikeZone(tuple(features))
             report = await run_check(russia, coalition.name, zone, plaintext=plaintext)
             evidence = ZoneEvidence.from_json((report.directory / "evidence.json").read_bytes())
             verdict = await asyncio.to_thread(
@@ -146,6 +187,7 @@ async def run_demo(
                         and verdict.conflicting_cells == report.result.conflicting_cells
                     ),
                     seconds=time.perf_counter() - started,
+                    window=window,
                 )
             )
         started = time.perf_counter()

@@ -462,11 +462,25 @@ def test_demo_json_runs_the_scenario(capsys: pytest.CaptureFixture[str]) -> None
     report = json.loads(capsys.readouterr().out)
     assert report["as_expected"] is True
     checks = {c["name"]: c for c in report["checks"]}
-    assert set(checks) == {"strike-at-tanf", "strike-far"}
+    assert set(checks) == {
+        "strike-at-tanf",
+        "strike-far",
+        "convoy-road-later",
+        "convoy-road-now",
+    }
     assert checks["strike-at-tanf"]["conflict"] is True
     assert checks["strike-at-tanf"]["conflicting_cells"]
     assert checks["strike-far"]["conflict"] is False
     assert checks["strike-far"]["conflicting_cells"] == []
+    # The convoy's road: clear in a later window, a conflict while the convoy passes.
+    assert checks["convoy-road-later"]["conflict"] is False
+    assert checks["convoy-road-now"]["conflict"] is True
+    assert (
+        checks["convoy-road-now"]["window"]["start"]
+        < checks["convoy-road-later"]["window"]["start"]
+    )
+    assert checks["convoy-road-now"]["volume_charged_km2h"] > 0
+    assert report["nodes"]["coalition"]["timed_cells"] > 0
     assert all(c["evidence_verified"] for c in checks.values())
     assert all(c["peer"] == "coalition" for c in checks.values())
     # Each node logged its epoch; the responder also logged both evaluations.
