@@ -149,6 +149,14 @@ def _verdict_json(verdict: ZoneVerdict | OpeningVerdict) -> dict[str, object]:
         "zone_cells": verdict.zone_cells,
         "zone_area_km2": verdict.zone_area_km2,
         "conflicting_cells": sorted_cell_strs(verdict.conflicting_cells),
+        "conflicting_times": [
+            {
+                "start": utc_time(interval.start),
+                "end": utc_time(interval.end),
+                "cells": sorted_cell_strs(cells),
+            }
+            for interval, cells in verdict.conflicting_times
+        ],
     }
 
 
@@ -163,12 +171,17 @@ def _verdict_text(verdict: ZoneVerdict | OpeningVerdict) -> str:
             f"VALID: cell {cell_str(verdict.cell)} is {where} the committed snapshot of {epoch}\n"
         )
     answer = "CONFLICT" if verdict.conflict else "CLEAR"
+    times = "".join(
+        f"conflicting from {utc_time(interval.start)} to {utc_time(interval.end)}: "
+        f"{len(cells)} cells\n"
+        for interval, cells in verdict.conflicting_times
+    )
     return (
         f"VALID: {verdict.proposer}'s whole strike zone ({verdict.zone_cells} cells, "
         f"{verdict.zone_area_km2:.2f} km²) was checked against {epoch}: {answer}, "
         f"{len(verdict.conflicting_cells)} of its cells conflict\n"
         f"checked at {utc_time(verdict.checked_at)} (receipt {verdict.receipt_id}), answer "
-        f"received at {utc_time(verdict.received_at)} by the proposer's clock\n"
+        f"received at {utc_time(verdict.received_at)} by the proposer's clock\n{times}"
     )
 
 

@@ -83,8 +83,10 @@ def describe(status: dict[str, Any]) -> list[str]:
         )
     budget = status["budget"]
     lines.append(
-        f"budget    all peers: {budget['spent_km2']:g} of {budget['budget_km2']:g} km² spent "
-        f"in {budget['window_hours']:g} h, {budget['left_km2']:g} left"
+        f"budget    all peers: {budget['spent_km2']:g} of {budget['budget_km2']:g} km² and "
+        f"{budget['spent_km2h']:g} of {budget['budget_km2h']:g} km²·h spent in "
+        f"{budget['window_hours']:g} h, {budget['left_km2']:g} km² and "
+        f"{budget['left_km2h']:g} km²·h left"
     )
     if status["peers"]:
         lines.append(

@@ -28,6 +28,8 @@ class PeerStanding:
     name: str
     area: Standing
     mutual_checks: Standing | None
+    volume: Standing | None = None
+    """Its space-time budget (km²·h) for timed elements."""
 
 
 def node_standing(node: Node, ledger: Ledger, *, now: float) -> Standing:
@@ -35,6 +37,13 @@ def node_standing(node: Node, ledger: Ledger, *, now: float) -> Standing:
     budget = node.config.budget
     spent = ledger.spent(NODE, now=now, window_seconds=budget.window_seconds)
     return Standing(budget.node_km2_per_window, spent, budget.window_hours)
+
+
+def node_volume_standing(node: Node, ledger: Ledger, *, now: float) -> Standing:
+    """The node-wide space-time budget, shared by all peers."""
+    budget = node.config.budget
+    spent = ledger.spent_volume(NODE, now=now, window_seconds=budget.window_seconds)
+    return Standing(budget.node_km2h_per_window, spent, budget.window_hours)
 
 
 def peer_standings(node: Node, ledger: Ledger, *, now: float) -> list[PeerStanding]:
@@ -51,7 +60,13 @@ def peer_standings(node: Node, ledger: Ledger, *, now: float) -> list[PeerStandi
                 peer.name, Operation.MUTUAL, now=now, window_seconds=calls.window_seconds
             )
             mutual = Standing(calls.limit, made, calls.window_seconds / 3600.0)
+        volume_spent = ledger.spent_volume(peer.name, now=now, window_seconds=peer.window_seconds)
         standings.append(
-            PeerStanding(peer.name, Standing(area.limit, spent, peer.window_hours), mutual)
+            PeerStanding(
+                peer.name,
+                Standing(area.limit, spent, peer.window_hours),
+                mutual,
+                Standing(peer.budget_km2h, volume_spent, peer.window_hours),
+            )
         )
     return standings

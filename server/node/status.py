@@ -20,7 +20,12 @@ from hexpsi.server.node.directory import Node
 from hexpsi.server.node.epochs import EpochStore, load_cells
 from hexpsi.server.node.renewal import stored_sources
 from hexpsi.server.node.running import peers_digest, running
-from hexpsi.server.node.standing import Standing, node_standing, peer_standings
+from hexpsi.server.node.standing import (
+    Standing,
+    node_standing,
+    node_volume_standing,
+    peer_standings,
+)
 
 CHECK_SERVED_KIND = "evaluate"
 """The audit entry a responder writes for each check it answers."""
@@ -32,13 +37,20 @@ def _when(moment: float | None) -> str | None:
     return None if moment is None else rfc3339(moment)
 
 
-def _standing(standing: Standing) -> dict[str, float]:
-    return {
+def _standing(standing: Standing, volume: Standing | None = None) -> dict[str, float]:
+    members = {
         "budget_km2": standing.limit,
         "spent_km2": round(standing.spent, 6),
         "left_km2": round(standing.left, 6),
         "window_hours": standing.window_hours,
     }
+    if volume is not None:
+        members |= {
+            "budget_km2h": volume.limit,
+            "spent_km2h": round(volume.spent, 6),
+            "left_km2h": round(volume.left, 6),
+        }
+    return members
 
 
 def _sources(directory: Path) -> list[dict[str, Any]] | None:
@@ -140,7 +152,7 @@ def _peers(node: Node, now: float) -> list[dict[str, Any]]:
             {
                 "name": peer.name,
                 "address": peer.address,
-                **_standing(standing.area),
+                **_standing(standing.area, standing.volume),
                 "mutual_checks_left": (
                     None if standing.mutual_checks is None else standing.mutual_checks.left
                 ),
@@ -166,7 +178,9 @@ def node_status(node: Node, *, now: float) -> dict[str, Any]:
         for record in running(node.directory)
     ]
     with node.open_ledger() as ledger:
-        budget = _standing(node_standing(node, ledger, now=now))
+        budget = _standing(
+            node_standing(node, ledger, now=now), node_volume_standing(node, ledger, now=now)
+        )
     return {
         "name": node.name,
         "fingerprint": node.certificate_sha256,

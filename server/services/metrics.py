@@ -50,7 +50,7 @@ from prometheus_client.registry import Collector
 from hexpsi.protocol.errors import HexpsiError
 from hexpsi.server.node.directory import Node
 from hexpsi.server.node.ledger import Ledger, Operation
-from hexpsi.server.node.standing import node_standing, peer_standings
+from hexpsi.server.node.standing import node_standing, node_volume_standing, peer_standings
 from hexpsi.server.services.current_epoch import EpochWatcher
 from hexpsi.server.services.refusals import UNKNOWN_CALLER
 
@@ -174,6 +174,15 @@ class StateCollector(Collector):
                 "hexpsi_node_budget_left_km2",
                 "What the node-wide area budget has left over its rolling window, in km².",
             ),
+            _gauge(
+                "hexpsi_budget_left_km2h",
+                "What a peer's space-time budget has left over its rolling window, in km²·h.",
+                [PEER],
+            ),
+            _gauge(
+                "hexpsi_node_budget_left_km2h",
+                "What the node-wide space-time budget has left over its window, in km²·h.",
+            ),
         )
 
     @staticmethod
@@ -189,15 +198,18 @@ class StateCollector(Collector):
 
     def _budgets(self, now: float) -> tuple[GaugeMetricFamily, ...]:
         families = self._budget_families()
-        limit, left, mutual_left, node_limit, node_left = families
+        limit, left, mutual_left, node_limit, node_left, volume_left, node_volume_left = families
         node = node_standing(self.node, self.ledger, now=now)
         node_limit.add_metric([], node.limit)
         node_left.add_metric([], node.left)
+        node_volume_left.add_metric([], node_volume_standing(self.node, self.ledger, now=now).left)
         for peer in peer_standings(self.node, self.ledger, now=now):
             limit.add_metric([peer.name], peer.area.limit)
             left.add_metric([peer.name], peer.area.left)
             if peer.mutual_checks is not None:
                 mutual_left.add_metric([peer.name], peer.mutual_checks.left)
+            if peer.volume is not None:
+                volume_left.add_metric([peer.name], peer.volume.left)
         return families
 
     def _epoch(self, now: float) -> tuple[GaugeMetricFamily, ...]:

@@ -107,6 +107,7 @@ async def test_verify_json_gives_the_checks_answer(
         "zone_cells",
         "zone_area_km2",
         "conflicting_cells",
+        "conflicting_times",
     }
     assert answer["valid"] is True
     assert answer["conflict"] is report["conflict"] is True
