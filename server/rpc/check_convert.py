@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from hexpsi.protocol.budget import query_area_km2
+from hexpsi.protocol.budget import query_area_km2, query_volume_km2h
 from hexpsi.protocol.check.messages import ElementGroup, EvaluatedGroup, Query, Receipt, Response
 from hexpsi.protocol.crypto.group import ELEMENT_SIZE
 from hexpsi.protocol.epoch.descriptor import Descriptor
@@ -106,3 +106,22 @@ def declared_area_km2(request: check_pb2.EvaluateRequest, descriptor: Descriptor
             ELEMENT_SIZE
         )
     return query_area_km2(sizes, descriptor.res)
+
+
+def declared_volume_km2h(
+    request: check_pb2.EvaluateRequest, descriptor: Descriptor
+) -> float | None:
+    """The space-time volume a query would be charged, from its declared timed group
+    sizes alone (as :func:`declared_area_km2`); None for a group the epoch lacks."""
+    if not request.timed_groups:
+        return 0.0
+    tree = descriptor.time_tree
+    if tree is None:
+        return None
+    sizes: dict[tuple[int, int], int] = {}
+    for group in request.timed_groups:
+        key = (group.resolution, group.time_level)
+        if key not in descriptor.timed_public_keys:
+            return None
+        sizes[key] = sizes.get(key, 0) + len(group.elements) // ELEMENT_SIZE
+    return query_volume_km2h(sizes, descriptor.res, tree.level_hours)

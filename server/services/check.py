@@ -39,6 +39,7 @@ from hexpsi.server.node.files import atomic_write, ensure_private_dir
 from hexpsi.server.node.ledger import Admission, Operation
 from hexpsi.server.rpc.check_convert import (
     declared_area_km2,
+    declared_volume_km2h,
     request_to_query,
     response_to_message,
 )
@@ -239,7 +240,8 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
             allowances = self.node.allowances(peer, Operation.CHECK)
             what = f"a check by {peer.name}"
             declared = declared_area_km2(request, epoch.descriptor.descriptor)
-            if declared is not None:
+            volume = declared_volume_km2h(request, epoch.descriptor.descriptor)
+            if declared is not None and volume is not None:
                 await asyncio.to_thread(
                     self.ledger.check,
                     peer.name,
@@ -248,6 +250,7 @@ class CheckServicer(check_pb2_grpc.CheckServiceServicer):
                     allowances=allowances,
                     now=now,
                     what=what,
+                    volume_km2h=volume,
                 )
             query = await asyncio.to_thread(request_to_query, request)
             session = ResponderCheck(

@@ -15,14 +15,18 @@ import gc
 import os
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import h3.api.basic_int as h3
 import pytest
 
+import hexpsi.protocol.check.session
 import hexpsi.server.node.epochs
+from hexpsi.protocol.check.session import ProposerCheck, SnapshotView
+from hexpsi.protocol.crypto.group import validate_elements
 from hexpsi.protocol.mutual.messages import MutualStart
+from hexpsi.server.rpc.check_convert import query_to_request
 from hexpsi.server.rpc.hexpsi.v1 import mutual_pb2_grpc
 from hexpsi.server.rpc.mutual_convert import start_request
 from hexpsi.server.services.refusals import AUDIT_KIND
@@ -93,3 +97,44 @@ async def test_a_flood_of_refused_calls_loads_nothing_writes_nothing_and_logs_on
         (entry,) = [e for e in audit.entries() if e.kind == AUDIT_KIND]
     assert entry.peer == PROPOSER
     assert entry.details_object()["reasons"] == {"budget": 2 * CALLS}
+
+
+async def test_a_timed_check_the_space_time_budget_cannot_pay_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The space-time budget is judged from the declared timed group sizes, like the area.
+
+    Checked to fail without the protection: with ``declared_volume_km2h`` left out of
+    the early check in ``CheckServicer._evaluate``, every element was decoded
+    (``decoded`` held the query's groups) before the budget refused it.
+    """
+    decoded: list[int] = []
+    honest = validate_elements
+
+    def counting(elements: Any, **kwargs: Any) -> Any:
+        decoded.append(len(elements))
+        return honest(elements, **kwargs)
+
+    monkeypatch.setattr(hexpsi.protocol.check.session, "validate_elements", counting)
+    pair = make_pair(tmp_path, epoch=False)
+    pair.responder.update_peer(PROPOSER, budget_km2h=0.0)
+    make_epoch(pair.responder, MAP[:50])
+    async with serving(pair.responder) as running:
+        async with tls_channel(pair.responder, pair.proposer) as channel:
+            stub = check_stub(channel)
+            descriptor = await current_descriptor(stub, pair.responder)
+            session = ProposerCheck(
+                descriptor=descriptor,
+                responder_key=pair.responder.own_identity().verify_key,
+                snapshot=cast(SnapshotView, None),  # start() never reads the snapshot
+                proposer=PROPOSER,
+                strike_cells=MAP[:7],
+                rng=os.urandom,
+            )
+            query = session.start()
+            assert query.timed_groups, "a windowless check also asks the timed root"
+            code, details = await outcome(stub.Evaluate(query_to_request(query), timeout=10))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "space-time budget" in details
+        assert running.ledger.sizes() == (0, 0)
+    assert decoded == []
